@@ -1,7 +1,5 @@
-from pkg_resources import parse_version
 from configparser import ConfigParser
 import setuptools, shlex
-assert parse_version(setuptools.__version__)>=parse_version('36.2')
 
 # note: all settings are in settings.ini; edit there, not here
 config = ConfigParser(delimiters=['='])
@@ -25,7 +23,7 @@ requirements = shlex.split(cfg.get('requirements', ''))
 if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
-dev_requirements = (cfg.get('dev_requirements') or '').split(',') if ',' in (cfg.get('dev_requirements') or '') else shlex.split(cfg.get('dev_requirements') or '')
+dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
 
 setuptools.setup(
     name = cfg['lib_name'],

@@ -1,0 +1,34 @@
+"Shared test setup: real ESC-50 from ../shared/data unless $AUDIO_LATENT_DATA says otherwise."
+import os, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault('AUDIO_LATENT_DATA', str(ROOT.parent/'shared'/'data'))
+os.environ.setdefault('AUDIO_LATENT_CACHE', str(ROOT/'.cache'))
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+@pytest.fixture(scope='session')
+def catalogue():
+    from audio_latent.data import esc50_catalogue
+    return esc50_catalogue()
+
+
+def run_notebook(name, tmp_path, **parameters):
+    "Execute nbs/<name> with papermill from the repository root; return the executed notebook's path."
+    import papermill as pm
+    out = tmp_path/f'executed_{name}'
+    pm.execute_notebook(str(ROOT/'nbs'/name), str(out), parameters=parameters, cwd=str(ROOT),
+                        kernel_name='python3', progress_bar=False, log_output=False)
+    return out
+
+
+@pytest.fixture
+def notebook_runner(tmp_path):
+    "run(name, **params) executes a notebook with reports=tmp_path/'reports' and returns that folder."
+    def run(name, **parameters):
+        reports = tmp_path/'reports'
+        run_notebook(name, tmp_path, reports=str(reports), **parameters)
+        return reports
+    return run
