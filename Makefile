@@ -1,0 +1,61 @@
+# Two commands do everything on a fresh machine:
+#   make report   create .venv if missing, run every experiment notebook (papermill), build reports/report.{md,html}
+#   make test     create .venv if missing, run the notebook tests (nbdev_test) and the integration tests (pytest)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+export AUDIO_LATENT_DATA ?= $(abspath ../shared/data)
+export AUDIO_LATENT_CACHE ?= $(abspath .cache)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED ?= 0
+
+.PHONY: env test test-nbs test-py report run-notebooks build-report bench bench-features bench-yamnet bench-search export readme clean-cache
+
+$(VENV)/.installed: requirements.txt settings.ini setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+env: $(VENV)/.installed
+
+test: env test-nbs test-py
+
+test-nbs: env
+	$(BIN)/nbdev_test --n_workers 2 --do_print
+
+test-py: env
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+report: env
+	$(BIN)/python -m audio_latent.report run --profile $(PROFILE)
+	$(BIN)/python -m audio_latent.report build
+
+build-report: env
+	$(BIN)/python -m audio_latent.report build
+
+bench: bench-features bench-yamnet bench-search
+
+bench-features: env
+	$(BIN)/python -m audio_latent.features 2>/dev/null
+
+bench-yamnet: env
+	$(BIN)/python -m audio_latent.yamnet bench 2>/dev/null
+
+bench-search: env
+	$(BIN)/python -m audio_latent.search bench 2>/dev/null
+
+# developer loop: notebooks -> module, clean notebooks, README from nbs/index.ipynb
+export: env
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(MAKE) readme
+
+# nbdev_readme needs Quarto, which these machines lack; nbconvert renders the same notebook to Markdown
+readme: env
+	$(BIN)/jupyter nbconvert --to markdown --log-level WARN nbs/index.ipynb --output-dir . --output README
+
+clean-cache:
+	rm -rf $(AUDIO_LATENT_CACHE)
