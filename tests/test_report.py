@@ -1,0 +1,38 @@
+"The report: every experiment notebook under the tiny profile through the report runner, then the report builder."
+import pandas as pd, pytest
+from audio_latent.report import (run_notebooks, build_report, load_results, compare_with_theses, thesis_coverage,
+                                 load_run_plan, NotebookFailed)
+
+
+@pytest.fixture(scope='session')
+def tiny_reports(tmp_path_factory):
+    "All notebooks of reports/params.yaml run once with profile='tiny' into a temporary reports folder."
+    reports = tmp_path_factory.mktemp('tiny_reports')
+    facts = run_notebooks('tiny', reports=reports)
+    assert (facts.status == 'ok').all()
+    return reports
+
+
+def test_every_thesis_table_has_rows_of_ours(tiny_reports):
+    md = build_report(tiny_reports).read_text()
+    assert (tiny_reports/'report.html').exists() and 'Run facts' in md
+    results = load_results(tiny_reports)
+    cov = thesis_coverage(compare_with_theses(results))
+    missing = cov[cov == 0]
+    assert missing.empty, f"thesis tables without a matching row of ours: {list(missing.index)}"
+
+
+def test_results_are_tidy_and_finite(tiny_reports):
+    for f in (tiny_reports/'results').glob('*.csv'):
+        df = pd.read_csv(f)
+        assert list(df.columns) == ['experiment', 'representation', 'distance', 'protocol', 'level', 'metric', 'k', 'value'], f
+        assert df.value.notna().all(), f
+
+
+def test_failing_notebook_is_named_and_earlier_results_kept(tmp_path):
+    nbs = tmp_path/'plan.yaml'
+    nbs.write_text("notebooks: [02b_baseline.ipynb]\nprofiles:\n  broken: {02b_baseline.ipynb: {data_dir: /nonexistent/esc50}}\n")
+    with pytest.raises(NotebookFailed, match=r'02b_baseline.ipynb failed at cell'):
+        run_notebooks('broken', params_file=nbs, reports=tmp_path/'reports')
+    facts = pd.read_csv(tmp_path/'reports'/'runs'/'run_facts.csv')
+    assert facts.status.tolist() == ['failed']
