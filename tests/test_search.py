@@ -1,0 +1,213 @@
+"""Search by example on real ESC-50 clips: index 200, query with held-out dog barks, skip/refuse/add, CLI, Dask."""
+import json, os, subprocess, sys, warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+N_INDEX, QUERY_FOLD = 200, 5
+
+
+def _yamnet_available() -> bool:
+    try:
+        from audio_latent.search import YamnetEmbedder
+        YamnetEmbedder()
+        return True
+    except ImportError:
+        return False
+
+
+MODEL = 'yamnet' if _yamnet_available() else 'logmel'
+
+
+def _selection(catalogue):
+    """200 clips of folds 1-4 (all 32 dogs + 168 of the other 49 classes) and the 8 dogs of fold 5 as queries.
+
+    Folds keep the fragments of one Freesound recording together, so no query has a sibling fragment in the index."""
+    pool = catalogue[catalogue.fold != QUERY_FOLD]
+    dogs = pool[pool.category == 'dog']
+    rest = pool[pool.category != 'dog']
+    rng = np.random.default_rng(0)
+    per_class = [g.iloc[rng.permutation(len(g))] for _, g in rest.groupby('target')]
+    n_rest, picked, r = N_INDEX - len(dogs), [], 0
+    while len(picked) < n_rest:  # round-robin over classes: 3 or 4 clips of each
+        for g in per_class:
+            if r < len(g) and len(picked) < n_rest: picked.append(g.index[r])
+        r += 1
+    index = pd.concat([dogs, rest.loc[picked]]).sort_index()
+    queries = catalogue[(catalogue.fold == QUERY_FOLD) & (catalogue.category == 'dog')]
+    return index, queries
+
+
+def _link_folder(folder: Path, paths) -> Path:
+    "A folder of symlinks to real clips (nothing is copied)."
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in paths: (folder/Path(p).name).symlink_to(p)
+    return folder
+
+
+@pytest.fixture(scope='module')
+def esc_index(tmp_path_factory, catalogue):
+    from audio_latent.search import index_folder
+    index_clips, queries = _selection(catalogue)
+    assert len(index_clips) == N_INDEX and (index_clips.category == 'dog').sum() == 32
+    tmp = tmp_path_factory.mktemp('esc')
+    arch = _link_folder(tmp/'archive', index_clips.path)
+    index = index_folder(arch, tmp/'index', model=MODEL, labels='esc50', progress=False)
+    return dict(index=index, path=tmp/'index', archive=arch, queries=queries, clips=index_clips)
+
+
+def test_dog_barks_find_dogs(esc_index):
+    from audio_latent.search import search_index
+    idx = esc_index['index']
+    assert len(idx) == N_INDEX and idx.kind == 'flat' and idx.labelled
+    n_dogs = []
+    for q in esc_index['queries'].path:
+        res = search_index(idx, q, k=10)
+        assert list(res['rank']) == list(range(1, 11)) and res.distance.is_monotonic_increasing
+        assert not res.is_query.any()  # the query is not in the index
+        n_dogs.append(int((res.label == 'dog').sum()))
+    chance = 10*32/N_INDEX  # 1.6 dogs in a random top-10
+    print(f"{MODEL}: dogs in the top-10 of each of the {len(n_dogs)} held-out dog queries: {n_dogs} (chance {chance:.1f})")
+    if MODEL == 'yamnet':  # the issue's criterion: a dog bark finds mostly dogs
+        assert np.mean(n_dogs) >= 6 and np.median(n_dogs) >= 6, n_dogs
+    else:  # the log-mel stand-in: clearly above chance, nothing more
+        assert np.mean(n_dogs) >= 2*chance, n_dogs
+
+
+def test_index_stores_model_and_hashes(esc_index):
+    from audio_latent.data import sha256_file
+    meta = json.loads((esc_index['path']/'index.json').read_text())
+    assert {'name', 'version', 'pooling', 'dim', 'spec'} <= set(meta['model'])
+    assert meta['model']['spec'] == MODEL and meta['n'] == N_INDEX
+    files = pd.read_csv(esc_index['path']/'files.csv', keep_default_na=False)
+    row = files.iloc[7]
+    assert row.sha256 == sha256_file(esc_index['archive']/row.path)
+    assert set(files.label) <= set(esc_index['clips'].category) and (files.label == 'dog').sum() == 32
+    X = np.load(esc_index['path']/'vectors.npy')
+    assert X.shape == (N_INDEX, meta['dim']) and np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-4)
+
+
+def test_wrong_model_refused(esc_index, tmp_path):
+    from audio_latent.search import AudioIndex, ModelMismatchError, search_index
+    idx = AudioIndex.load(esc_index['path'])
+    q = esc_index['queries'].path.iloc[0]
+    other = 'logmel' if MODEL == 'yamnet' else 'yamnet'  # the other real embedder
+    with pytest.raises((ModelMismatchError, ImportError)) as e:  # ImportError only while audio_latent.yamnet is missing
+        search_index(idx, q, model=other)
+    if MODEL == 'yamnet': assert 'cannot be compared' in str(e.value)
+    with pytest.raises(ModelMismatchError, match='differ in pooling'):
+        idx.search(idx.vectors[:1], dict(idx.identity, pooling='max'))
+    with pytest.raises(ModelMismatchError, match='differ in version'):
+        idx.search(idx.vectors[:1], dict(idx.identity, version='0'))
+
+
+def test_unreadable_skipped_and_bad_queries(tmp_path, catalogue):
+    from audio_latent.search import QueryError, index_folder, search_index
+    arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:5])
+    (arch/'broken.wav').write_bytes(b'RIFF\x00\x00\x00\x00WAVEnot really')
+    (arch/'README.txt').write_text('not audio, not reported')
+    sf.write(arch/'stereo_44k.wav', 0.2*np.random.default_rng(0).standard_normal((44100*2, 2)), 44100)
+    sf.write(arch/'short.ogg', 0.2*np.random.default_rng(1).standard_normal(4000), 16000)  # padded to one patch
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        idx = index_folder(arch, tmp_path/'idx', model='logmel', progress=False)
+    assert len(idx) == 7 and (tmp_path/'idx'/'index.json').exists()
+    assert [Path(p).name for p, _ in idx.last_update['problems']] == ['broken.wav']
+    assert any('broken.wav' in str(m.message) for m in w)
+    sf.write(tmp_path/'silence.wav', np.zeros(32000), 16000)
+    sf.write(tmp_path/'short.wav', 0.1*np.ones(8000), 16000)
+    for query, says in [(tmp_path/'silence.wav', 'silent'), (tmp_path/'short.wav', 'at least one patch'),
+                        (arch/'README.txt', 'not an audio file'), (arch/'broken.wav', 'not an audio file')]:
+        with pytest.raises(QueryError, match=says): search_index(tmp_path/'idx', query)
+
+
+_CALLS = []
+
+def _counting_factory():
+    from audio_latent.search import LogMelStatsEmbedder
+    class Counting(LogMelStatsEmbedder):
+        spec = 'counting-test'
+        def embed(self, waveforms):
+            _CALLS.append(len(waveforms)); return super().embed(waveforms)
+    return Counting()
+
+
+def test_add_embeds_only_new_files(tmp_path, catalogue):
+    from audio_latent.search import add_to_index, index_folder, register_embedder, search_index
+    register_embedder('counting-test', _counting_factory)
+    arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:6])
+    idx = index_folder(arch, tmp_path/'idx', model='counting-test', labels='esc50', progress=False)
+    assert sum(_CALLS) == 6
+    _CALLS.clear()
+    _link_folder(arch/'new', catalogue.path.iloc[6:9])
+    (arch/'copy_of_first.flac').symlink_to(catalogue.path.iloc[0])  # same content under another name
+    before = np.load(tmp_path/'idx'/'vectors.npy')
+    idx = add_to_index(tmp_path/'idx', arch, labels='esc50', progress=False)
+    assert sum(_CALLS) == 3 and len(idx) == 9
+    assert idx.last_update['already_indexed'] == 7  # 6 old + the copy
+    np.testing.assert_array_equal(np.load(tmp_path/'idx'/'vectors.npy')[:6], before)
+    res = search_index(tmp_path/'idx', catalogue.path.iloc[7], k=3)
+    assert res.is_query.iloc[0] and res.path.iloc[0] == 'new/' + Path(catalogue.path.iloc[7]).name
+
+
+def test_dask_local_cluster_gives_the_same_vectors(tmp_path, catalogue):
+    from distributed import Client, LocalCluster
+    from audio_latent.search import index_folder
+    arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:5])
+    (arch/'broken.flac').write_bytes(b'fLaC nope')
+    plain = index_folder(arch, tmp_path/'plain', model='logmel', batch_size=2, progress=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+         Client(cluster) as client:
+        viadask = index_folder(arch, tmp_path/'dask', model='logmel', batch_size=2, dask_client=client, progress=False)
+    assert list(viadask.files.path) == list(plain.files.path) and len(plain) == 5
+    np.testing.assert_allclose(viadask.vectors, plain.vectors, atol=1e-6)
+    assert [Path(p).name for p, _ in viadask.last_update['problems']] == ['broken.flac']
+
+
+@pytest.mark.parametrize('ann', ['hnsw', 'ivf'])
+def test_approximate_above_threshold(tmp_path, catalogue, ann):
+    from audio_latent.search import AudioIndex, add_to_index, index_folder
+    arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:30])
+    idx = index_folder(arch, tmp_path/'idx', model='logmel', ann_threshold=20, ann_kind=ann, search_effort=64,
+                       progress=False)
+    assert idx.kind == ann and (tmp_path/'idx'/'ann.faiss').exists()
+    exact = idx.vectors @ idx.vectors[:5].T
+    _, I = AudioIndex.load(tmp_path/'idx').search(idx.vectors[:5], idx.identity, k=1)
+    assert (I[:, 0] == exact.argmax(0)).all()
+    _link_folder(arch, catalogue.path.iloc[30:33])
+    idx = add_to_index(tmp_path/'idx', arch, progress=False)
+    assert len(idx) == 33 and idx._faiss_n == 33
+
+
+def _cli(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    return subprocess.run([sys.executable, '-m', 'audio_latent.cli', *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
+
+
+def test_cli(tmp_path, catalogue):
+    assert (Path(sys.executable).parent/'audio-latent').exists(), "console script missing: pip install -e ."
+    cat = catalogue[catalogue.category.isin(['dog', 'rain', 'church_bells'])]
+    arch = _link_folder(tmp_path/'arch', cat.path.iloc[:-1])
+    (arch/'broken.wav').write_bytes(b'garbage')
+    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'logmel', '--labels', 'esc50', '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert f'Indexed {len(cat) - 1} file(s)' in r.stdout and 'broken.wav' in r.stderr
+    r = _cli('search', cat.path.iloc[-1], '--index', tmp_path/'idx', '-k', '5')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 6 and lines[0].split()[:4] == ['rank', 'distance', 'path', 'label']
+    r = _cli('add', cat.path.iloc[-1], '--index', tmp_path/'idx', '--quiet')
+    assert r.returncode == 0 and 'Added 1 file(s)' in r.stdout, r.stderr
+    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'logmel')
+    assert r.returncode == 2 and 'already holds an index' in r.stderr
+    sf.write(tmp_path/'silence.wav', np.zeros(20000), 16000)
+    r = _cli('search', tmp_path/'silence.wav', '--index', tmp_path/'idx')
+    assert r.returncode == 2 and 'silent' in r.stderr and 'Traceback' not in r.stderr
+    r = _cli('info', '--index', tmp_path/'idx')
+    assert r.returncode == 0 and f'{len(cat)} recordings' in r.stdout
