@@ -51,10 +51,15 @@ def run_notebooks(profile:str='cpu', # profile in the plan
     "Run the plan's notebooks with papermill; return (and write) the run facts."
     import papermill as pm
     root = project_root(); out = reports_dir(reports); runs = out/'runs'; runs.mkdir(exist_ok=True)
+    plan = load_run_plan(params_file, profile); order = [nb for nb, _ in plan]
+    # with `only`, the facts of the notebooks not rerun stay in the file (their outputs stay in reports/ too)
+    kept = [r for r in pd.read_csv(runs/'run_facts.csv').to_dict('records') if r['notebook'] not in only] \
+           if only and (runs/'run_facts.csv').exists() else []
     facts = []
     def save():
-        pd.DataFrame(facts).to_csv(runs/'run_facts.csv', index=False)
-    for nb, params in load_run_plan(params_file, profile):
+        rows = sorted(kept + facts, key=lambda r: order.index(r['notebook']) if r['notebook'] in order else len(order))
+        pd.DataFrame(rows, columns=['notebook', 'status', 'wall_s', 'parameters']).to_csv(runs/'run_facts.csv', index=False)
+    for nb, params in plan:
         if only and nb not in only: continue
         if reports is not None: params = {**params, 'reports': str(out)}
         executed = runs/nb; t0 = time.perf_counter()

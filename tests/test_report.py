@@ -43,3 +43,16 @@ def test_failing_notebook_is_named_and_earlier_results_kept(tmp_path):
         run_notebooks('broken', params_file=nbs, reports=tmp_path/'reports')
     facts = pd.read_csv(tmp_path/'reports'/'runs'/'run_facts.csv')
     assert facts.status.tolist() == ['failed']
+
+
+def test_only_rerun_keeps_the_other_notebooks_facts(tmp_path):
+    plan = tmp_path/'plan.yaml'
+    plan.write_text("notebooks: [02b_baseline.ipynb, 03_yamnet.ipynb]\n"
+                    "profiles:\n  broken: {02b_baseline.ipynb: {data_dir: /nonexistent/esc50}}\n")
+    runs = tmp_path/'reports'/'runs'; runs.mkdir(parents=True)
+    pd.DataFrame([{'notebook': '03_yamnet.ipynb', 'status': 'ok', 'wall_s': 247.2, 'parameters': '{}'}]).to_csv(runs/'run_facts.csv', index=False)
+    with pytest.raises(NotebookFailed):
+        run_notebooks('broken', params_file=plan, reports=tmp_path/'reports', only=['02b_baseline.ipynb'])
+    facts = pd.read_csv(runs/'run_facts.csv')
+    assert facts.notebook.tolist() == ['02b_baseline.ipynb', '03_yamnet.ipynb']  # plan order, the other row kept
+    assert facts.status.tolist() == ['failed', 'ok'] and facts.wall_s.iloc[1] == 247.2
