@@ -25,7 +25,7 @@ __all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'LOSSES', 'SCAL
            'pool_time', 'thesis_input', 'thesis_model', 'thesis_model_parameters', 'resnet', 'temporal_cnn',
            'MaskedPatchPooling', 'patch_head', 'input_kind', 'build_model', 'epoch_batches', 'make_augment',
            'fit_embedding', 'embed', 'crossfold_neighbours', 'held_out_triplets', 'triplet_scores',
-           'triplet_score_rows', 'appendix_table', 'resolve_runs', 'experiment_name', 'run_inputs', 'model_input_shape',
+           'triplet_score_rows', 'appendix_table', 'resolve_runs', 'run_inputs', 'model_input_shape',
            'representation_name', 'run_family']
 
 # %% ../nbs/05_metric_learning.ipynb #295b3996
@@ -436,10 +436,7 @@ PROFILES = {
                             *[{**THESIS_RUN, 'model': m, 'loss': 'contrastive', 'sampler': 'shuffle', 'crop_frames': 64}
                               for m in THESIS_CONTRASTIVE_MODELS], epochs=1, batch_size=16)),
     'cpu': dict(n_per_class=None, classes=None, folds=[1, 2, 3, 4, 5], triplets_per_anchor=5,
-                runs=[HEAD_RUN, {**SCRATCH_RUN, 'epochs': 12}, {**SIMCLR_RUN, 'epochs': 5},
-                      {**THESIS_RUN, 'model': 'model1', 'epochs': 4}]),
-    'long': dict(n_per_class=None, classes=None, folds=[1, 2, 3, 4, 5], triplets_per_anchor=5,
-                 runs=[SCRATCH_RUN, SIMCLR_RUN]),
+                runs=[HEAD_RUN, SCRATCH_RUN, {**SIMCLR_RUN, 'epochs': 5}, {**THESIS_RUN, 'model': 'model1', 'epochs': 4}]),
     'thesis': dict(n_per_class=None, classes=None, folds=[1, 2, 3, 4, 5], triplets_per_anchor=5,
                    runs=[HEAD_RUN, SCRATCH_RUN, SIMCLR_RUN] +
                         [{**THESIS_RUN, 'model': m, 'batch_size': b, 'learning_rate': 1e-5, 'epochs': 100}
@@ -474,10 +471,6 @@ def resolve_runs(profile:str, # a key of PROFILES
     return settings, runs
 
 # %% ../nbs/05_metric_learning.ipynb #fca0318b
-def experiment_name(profile:str)->str:
-    "'metric_learning', except the `long` profile, which writes beside the default results, never over them."
-    return 'metric_learning_long' if profile == 'long' else 'metric_learning'
-
 def run_inputs(run:dict, # a run of a profile
                data:dict, # 'yamnet' (n, 10, 1024), 'logmel' (n, frames, 64)
                train:np.ndarray, # boolean mask of the training clips
