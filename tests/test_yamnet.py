@@ -124,4 +124,4 @@ def test_notebook_tiny_profile(notebook_runner):
     for fig in ('yamnet_fig4_1_variance_threshold', 'yamnet_fig4_3_confusion', 'yamnet_fig4_4_missing_labels', 'yamnet_pca_superclass'):
         assert (reports/'figures'/f'{fig}.png').stat().st_size > 5000, fig
     preds = pd.read_csv(reports/'predictions'/'yamnet.csv')
-    assert len(preds) == 40 * 3 * 2 * 2  # 40 clips x 3 representations x 2 distances x 2 protocols
+    assert len(preds) == 40 * 4 * 2 * 2  # 40 clips x 4 representations (mu, delta, energy-weighted, +sqrt) x 2 distances x 2 protocols
