@@ -54,6 +54,12 @@ def _label_masks(labels):
     not_self = tf.logical_not(tf.eye(tf.shape(labels)[0], dtype=tf.bool))
     return tf.logical_and(same, not_self), tf.logical_not(same)
 
+def _per_anchor_triplets(positive, negative, positive_mask, negative_mask):
+    "Triplets (anchor, positive[anchor], negative[anchor]) for the anchors that have a positive and a negative."
+    valid = tf.logical_and(tf.reduce_any(positive_mask, 1), tf.reduce_any(negative_mask, 1))
+    anchor = tf.range(tf.shape(positive_mask)[0], dtype=tf.int32)
+    return tuple(tf.boolean_mask(t, valid) for t in (anchor, positive, negative))
+
 def random_triplet_miner(
     distances:tf.Tensor, # (n, n) distance matrix of the batch (only its shape is used)
     labels:tf.Tensor, # (n,) integer class labels
@@ -64,9 +70,7 @@ def random_triplet_miner(
     noise = tf.random.stateless_uniform(tf.concat([[2], tf.shape(distances)], 0), seed=tf.stack([seed, 17]))
     positive = tf.argmax(tf.where(positive_mask, noise[0], -1.0), axis=1, output_type=tf.int32)
     negative = tf.argmax(tf.where(negative_mask, noise[1], -1.0), axis=1, output_type=tf.int32)
-    valid = tf.logical_and(tf.reduce_any(positive_mask, 1), tf.reduce_any(negative_mask, 1))
-    anchor = tf.range(tf.shape(distances)[0], dtype=tf.int32)
-    return tuple(tf.boolean_mask(t, valid) for t in (anchor, positive, negative))
+    return _per_anchor_triplets(positive, negative, positive_mask, negative_mask)
 
 def batch_hard_miner(
     distances:tf.Tensor, # (n, n) distance matrix of the batch
@@ -77,9 +81,7 @@ def batch_hard_miner(
     positive_mask, negative_mask = _label_masks(labels)
     positive = tf.argmax(tf.where(positive_mask, d, -np.inf), axis=1, output_type=tf.int32)
     negative = tf.argmin(tf.where(negative_mask, d, np.inf), axis=1, output_type=tf.int32)
-    valid = tf.logical_and(tf.reduce_any(positive_mask, 1), tf.reduce_any(negative_mask, 1))
-    anchor = tf.range(tf.shape(d)[0], dtype=tf.int32)
-    return tuple(tf.boolean_mask(t, valid) for t in (anchor, positive, negative))
+    return _per_anchor_triplets(positive, negative, positive_mask, negative_mask)
 
 def semi_hard_miner(
     distances:tf.Tensor, # (n, n) distance matrix of the batch
