@@ -95,7 +95,9 @@ def foldwise_distances(spaces:dict|np.ndarray, # {fold: (n, d) all clips in the 
                       ) -> np.ndarray:
     "Distances `(n, n)`: row i measured in `spaces[folds[i]]`; rows of folds without a space are NaN."
     folds = np.asarray(folds)
-    if not isinstance(spaces, dict): spaces = {f: spaces for f in np.unique(folds)}
+    if not isinstance(spaces, dict):
+        if metric != 'seuclidean': return pairwise_distances(spaces, spaces, metric)  # one space: one product
+        spaces = {f: spaces for f in np.unique(folds)}
     D = np.full((len(folds), len(folds)), np.nan)
     for f, X in spaces.items():
         X = np.asarray(X)
@@ -109,11 +111,13 @@ def foldwise_distances(spaces:dict|np.ndarray, # {fold: (n, d) all clips in the 
 # %% ../nbs/02_retrieval.ipynb #2d7d2dd0
 def rank_allowed(D:np.ndarray, # distances (nq, ng)
                  excluded:np.ndarray, # (nq, ng) True where a gallery item may not be returned
+                 order:np.ndarray|None=None, # `np.argsort(D, axis=1, kind='stable')` if already computed (one sort serves every protocol)
                 ) -> tuple[np.ndarray, np.ndarray]:
     "Each row's gallery in rank order (stable: ties by position), excluded items last; and the allowed mask in that order."
-    D = np.where(excluded, np.inf, np.asarray(D, np.float64))
-    order = np.argsort(D, axis=1, kind='stable')
-    return order, ~np.take_along_axis(np.asarray(excluded, bool), order, 1)
+    if order is None: order = np.argsort(np.asarray(D, np.float64), axis=1, kind='stable')
+    ex = np.take_along_axis(np.asarray(excluded, bool), order, 1)
+    keep = np.argsort(ex, axis=1, kind='stable')  # allowed first, their distance order kept (a radix sort on booleans)
+    return np.take_along_axis(order, keep, 1), ~np.take_along_axis(ex, keep, 1)
 
 def ranking_metrics(query_labels:np.ndarray, # (nq,) label of each query
                     gallery_labels:np.ndarray, # (ng,) label of each gallery item
@@ -127,12 +131,13 @@ def ranking_metrics(query_labels:np.ndarray, # (nq,) label of each query
     if not allowed[:, 0].all(): raise ValueError("Some query has no allowed gallery item.")
     if allowed.shape[1] < max(ks) or not allowed[:, max(ks) - 1].all():
         raise ValueError(f"Need {max(ks)} allowed gallery items per query for K up to {max(ks)}.")
-    rel = (g[order] == y[:, None]) & allowed
+    R = ((g[order] == y[:, None]) & allowed).sum(1); has_r = R > 0
+    L = max(int(R.max()), max(ks))  # ranks past the largest R and K never count: score only the head of each list
+    rel = (g[order[:, :L]] == y[:, None]) & allowed[:, :L]
     pred = g[order[:, 0]]; correct = pred == y
     p, r, f, _ = precision_recall_fscore_support(y, pred, average='macro', zero_division=0)
     out = [('accuracy', 1, float(correct.mean())), ('precision', 1, float(p)), ('recall', 1, float(r)), ('f1', 1, float(f))]
-    R = rel.sum(1); has_r = R > 0
-    ranks = np.arange(1, rel.shape[1] + 1)
+    ranks = np.arange(1, L + 1)
     prec_at = np.cumsum(rel, 1) / ranks  # P@j
     for k in ks:
         rk, pk = rel[:, :k], prec_at[:, :k]
@@ -182,9 +187,9 @@ def evaluate_distances(D:np.ndarray, # (n, n) distances, row i for query i (NaN 
     "Tidy metric rows for one distance matrix under each protocol and level."
     folds = catalogue.fold.to_numpy(); q = np.flatnonzero(~np.isnan(D).all(1))
     groups = catalogue.src_file.to_numpy()[q] if 'src_file' in catalogue else None
-    rows = []
+    rows = []; Dq = D[q]; order_all = np.argsort(Dq, axis=1, kind='stable')  # one sort for every protocol
     for protocol in protocols:
-        order, allowed = rank_allowed(D[q], protocol_mask(folds, protocol)[q])
+        order, allowed = rank_allowed(Dq, protocol_mask(folds, protocol)[q], order_all)
         for level in levels:
             lab = level_labels(catalogue, level)
             metrics, correct = ranking_metrics(lab[q], lab, order, allowed, ks)
