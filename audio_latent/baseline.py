@@ -9,7 +9,7 @@ import numpy as np, pandas as pd
 from sklearn.preprocessing import StandardScaler
 from .experiment import cached_run, code_hash, record_runs, run_id
 from .features import mfcc_mean_std
-from .retrieval import (evaluate_distances, evaluate_spaces, predictions_from_spaces, random_distances,
+from .retrieval import (evaluate_distances, evaluate_spaces, random_distances,
                                     write_predictions, write_results, PROTOCOLS)
 
 # %% auto #0
@@ -46,14 +46,15 @@ def run_baseline(config:BaselineConfig, # settings
     code = code_hash(mfcc_mean_std, fold_standardised)
     arrays, meta = cached_run(settings, lambda: {'F': mfcc_mean_std(audio, n_mfcc=config.n_mfcc)}, code)
     spaces = fold_standardised(arrays['F'], folds)
-    rows = [evaluate_spaces(spaces, catalogue, 'baseline', 'mfcc', meta['run'], 0, dist, n_boot=config.n_boot)]
+    mfcc_rows, mfcc_preds = evaluate_spaces(spaces, catalogue, 'baseline', 'mfcc', meta['run'], 0, dist, n_boot=config.n_boot, predictions=True)
+    rows = [mfcc_rows]
     r_settings = dict(representation='random', seed=config.seed, clips=n); r_code = code_hash(random_distances)
     r_id = run_id(r_settings, r_code)
     rows.append(evaluate_distances(random_distances(n, config.seed), catalogue, 'baseline', 'random', r_id, config.seed,
-                                   'none', PROTOCOLS, n_boot=config.n_boot))
+                                   'none', PROTOCOLS, n_boot=config.n_boot)[0])
     results = pd.concat(rows, ignore_index=True)
     write_results(results, 'baseline', reports)
-    write_predictions(predictions_from_spaces(spaces, catalogue, 'mfcc', meta['run'], 0, dist), 'baseline', reports)
+    write_predictions(mfcc_preds, 'baseline', reports)
     what = f"{data}, {n} clips"
     record_runs([dict(run=meta['run'], representation='mfcc', seed=0, exact=True, settings={k: v for k, v in settings.items() if k != 'clips'},
                       selection="fixed in advance (Piczak's MFCC setting)", data=what, code=code, commit=meta['commit'], wall_s=meta['wall_s']),

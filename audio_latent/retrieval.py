@@ -179,27 +179,40 @@ def bootstrap_accuracy_ci(correct:np.ndarray, # one boolean per query
 def _query_rows(spaces, folds:np.ndarray) -> np.ndarray:
     return np.arange(len(folds)) if not isinstance(spaces, dict) else np.flatnonzero(np.isin(folds, list(spaces)))
 
+def _nearest_allowed(order:np.ndarray, excluded:np.ndarray) -> np.ndarray:
+    "The first allowed gallery index of each row of a full ranking `order`."
+    ok = ~np.take_along_axis(np.asarray(excluded, bool), order, 1)
+    return order[np.arange(len(order)), ok.argmax(1)]
+
 def evaluate_distances(D:np.ndarray, # (n, n) distances, row i for query i (NaN rows: not a query)
                        catalogue:pd.DataFrame, # the clips (fold, target, src_file), aligned with D
                        experiment:str, representation:str, run:str, seed:int, distance:str,
                        protocols:tuple=PROTOCOLS, levels:tuple=LEVELS, ks:tuple=(2, 3, 4, 5),
-                       ci:bool=True, n_boot:int=1000) -> pd.DataFrame:
-    "Tidy metric rows for one distance matrix under each protocol and level."
+                       ci:bool=True, n_boot:int=1000,
+                       metrics:bool=True, # False: only the per-clip predictions
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Tidy metric rows for one distance matrix under each protocol and level, and each query's 1-NN prediction."
     folds = catalogue.fold.to_numpy(); q = np.flatnonzero(~np.isnan(D).all(1))
     groups = catalogue.src_file.to_numpy()[q] if 'src_file' in catalogue else None
-    rows = []; Dq = D[q]; order_all = np.argsort(Dq, axis=1, kind='stable')  # one sort for every protocol
+    target = catalogue.target.to_numpy(); stems = catalogue.stem.to_numpy()[q] if 'stem' in catalogue else q
+    rows, preds = [], []; Dq = D[q]; order_all = np.argsort(Dq, axis=1, kind='stable')  # one sort for every protocol
     for protocol in protocols:
-        order, allowed = rank_allowed(Dq, protocol_mask(folds, protocol)[q], order_all)
+        excluded = protocol_mask(folds, protocol)[q]
+        preds.append(pd.DataFrame({'representation': representation, 'run': run, 'seed': int(seed), 'distance': distance,
+                                   'protocol': protocol, 'stem': stems, 'target': target[q],
+                                   'predicted': target[_nearest_allowed(order_all, excluded)]}))
+        if not metrics: continue
+        order, allowed = rank_allowed(Dq, excluded, order_all)
         for level in levels:
             lab = level_labels(catalogue, level)
-            metrics, correct = ranking_metrics(lab[q], lab, order, allowed, ks)
-            rows += [(protocol, level, m, k, v) for m, k, v in metrics]
+            m, correct = ranking_metrics(lab[q], lab, order, allowed, ks)
+            rows += [(protocol, level, name, k, v) for name, k, v in m]
             if ci:
                 lo, hi = bootstrap_accuracy_ci(correct, groups, n_boot)
                 rows += [(protocol, level, 'accuracy_ci_low', 1, lo), (protocol, level, 'accuracy_ci_high', 1, hi)]
     df = pd.DataFrame(rows, columns=['protocol', 'level', 'metric', 'k', 'value'])
     df = df.assign(experiment=experiment, representation=representation, run=run, seed=int(seed), distance=distance)
-    return df[RESULT_COLUMNS]
+    return df[RESULT_COLUMNS], pd.concat(preds, ignore_index=True)
 
 def evaluate_spaces(spaces:dict|np.ndarray, # {fold: (n, d) all clips in the space of that fold's queries}, or one (n, d) array
                     catalogue:pd.DataFrame, # needs columns fold, target (and src_file for the cluster bootstrap)
@@ -209,15 +222,19 @@ def evaluate_spaces(spaces:dict|np.ndarray, # {fold: (n, d) all clips in the spa
                     seed:int=0, # seed of a learned model (0: deterministic)
                     distances:tuple=('euclidean', 'cosine'),
                     protocols:tuple=PROTOCOLS, levels:tuple=LEVELS, ks:tuple=(2, 3, 4, 5),
-                    ci:bool=True, n_boot:int=1000) -> pd.DataFrame:
-    "Search with every clip of the folds in `spaces` as a query; tidy metric rows."
-    folds = catalogue.fold.to_numpy(); out = []
+                    ci:bool=True, n_boot:int=1000,
+                    predictions:bool=False, # also return the per-clip 1-NN predictions (from the same distances)
+                   ) -> pd.DataFrame|tuple[pd.DataFrame, pd.DataFrame]:
+    "Search with every clip of the folds in `spaces` as a query; tidy metric rows (and predictions)."
+    folds = catalogue.fold.to_numpy(); out, preds = [], []
     for X in (spaces.values() if isinstance(spaces, dict) else [spaces]):
         if not np.isfinite(np.asarray(X)).all(): raise ValueError(f"Representation {representation!r} has NaN or infinite values.")
     for distance in distances:
         D = foldwise_distances(spaces, folds, distance)
-        out.append(evaluate_distances(D, catalogue, experiment, representation, run, seed, distance, protocols, levels, ks, ci, n_boot))
-    return pd.concat(out, ignore_index=True)
+        r, p = evaluate_distances(D, catalogue, experiment, representation, run, seed, distance, protocols, levels, ks, ci, n_boot)
+        out.append(r); preds.append(p)
+    rows = pd.concat(out, ignore_index=True)
+    return (rows, pd.concat(preds, ignore_index=True)) if predictions else rows
 
 def evaluate_representation(X:np.ndarray, # one vector per clip, aligned with `catalogue`; nothing fitted
                             catalogue:pd.DataFrame, experiment:str, representation:str, run:str, **kwargs) -> pd.DataFrame:
@@ -238,7 +255,7 @@ def inner_fold_score(spaces:dict, # {fold: (n, d)} spaces of the INNER validatio
     keep = np.isin(catalogue.fold.to_numpy(), list(gallery_folds))  # the outer test fold is dropped before anything is read
     cat = catalogue[keep].reset_index(drop=True)
     D = foldwise_distances({f: np.asarray(X)[keep] for f, X in spaces.items()}, cat.fold.to_numpy(), metric)
-    rows = evaluate_distances(D, cat, 'inner', 'inner', 'inner', 0, metric, ('cross-fold',), (level,), ks=(1,), ci=False)
+    rows, _ = evaluate_distances(D, cat, 'inner', 'inner', 'inner', 0, metric, ('cross-fold',), (level,), ks=(1,), ci=False)
     hit = rows[(rows.metric == score) & (rows.k == 1)]
     if len(hit) != 1: raise ValueError(f"Unknown selection score {score!r}; use a k=1 metric such as 'map_at_r' or 'accuracy'.")
     return float(hit.value.iloc[0])
@@ -282,16 +299,9 @@ def predictions_from_spaces(spaces:dict|np.ndarray, # as for `evaluate_spaces`
                             catalogue:pd.DataFrame, representation:str, run:str, seed:int=0,
                             distances=('euclidean', 'cosine'), protocols=PROTOCOLS) -> pd.DataFrame:
     "The 1-NN subclass prediction of every query clip, for each distance and protocol."
-    folds = catalogue.fold.to_numpy(); q = _query_rows(spaces, folds); out = []
-    for distance in distances:
-        D = foldwise_distances(spaces, folds, distance)[q]
-        for protocol in protocols:
-            order, _ = rank_allowed(D, protocol_mask(folds, protocol)[q])
-            out.append(pd.DataFrame({'representation': representation, 'run': run, 'seed': int(seed), 'distance': distance,
-                                     'protocol': protocol, 'stem': catalogue.stem.to_numpy()[q],
-                                     'target': catalogue.target.to_numpy()[q],
-                                     'predicted': catalogue.target.to_numpy()[order[:, 0]]}))
-    return pd.concat(out, ignore_index=True)
+    folds = catalogue.fold.to_numpy()
+    return pd.concat([evaluate_distances(foldwise_distances(spaces, folds, d), catalogue, '', representation, run, seed, d,
+                                         protocols, metrics=False)[1] for d in distances], ignore_index=True)
 
 # %% ../nbs/02_retrieval.ipynb #38d427e6
 def mcnemar_test(correct_a:np.ndarray, # is model A right on each clip

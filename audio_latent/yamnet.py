@@ -817,12 +817,13 @@ def run_yamnet(config:YAMNetConfig, # settings
     "Search rows for every pooling and for `yamnet/selected`, Figure 4.1's probes, predictions and run records, written to `reports`."
     import pandas as pd
     from audio_latent.experiment import cached_run, code_hash, record_runs, run_id
-    from audio_latent.retrieval import (evaluate_spaces, level_labels, predictions_from_spaces, write_predictions,
+    from audio_latent.retrieval import (evaluate_spaces, level_labels, write_predictions,
                                         write_results, inner_fold_score, RESULT_COLUMNS)
     folds = catalogue.fold.to_numpy(); fold_list = [int(f) for f in np.unique(folds)]
     emb = _embeddings_id(E, rms); code = code_hash(*POOLING_CODE); what = f"{data}, {len(catalogue)} clips"
     names = list(dict.fromkeys(list(config.poolings) + list(config.candidates)))
-    rows, records, spaces_of, runs_of = [], [], {}, {}
+    PREDICTED = ('mu', 'delta', 'energy-weighted+sqrt')  # per-clip predictions for McNemar (and yamnet/selected)
+    rows, preds, records, spaces_of, runs_of = [], [], [], {}, {}
     for name in tqdm(names, desc='poolings'):
         def compute(name=name):
             sp = pooling_spaces(name, E, rms, folds, fold_list)
@@ -830,8 +831,10 @@ def run_yamnet(config:YAMNetConfig, # settings
         arrays, meta = cached_run(dict(pooling=name, embeddings=emb), compute, code)
         sp = arrays['all'] if 'all' in arrays else {int(k[4:]): v for k, v in arrays.items()}
         spaces_of[name], runs_of[name] = sp, meta['run']
-        rows.append(evaluate_spaces(sp, catalogue, 'yamnet', f'yamnet/{name}', meta['run'], 0, tuple(config.distances),
-                                    tuple(config.protocols), n_boot=config.n_boot))
+        r, p = evaluate_spaces(sp, catalogue, 'yamnet', f'yamnet/{name}', meta['run'], 0, tuple(config.distances),
+                               tuple(config.protocols), n_boot=config.n_boot, predictions=True)
+        rows.append(r)
+        if name in PREDICTED: preds.append(p)
         how = ('fixed by the thesis' if name in config.poolings else
                f'fixed pooling, one of the {len(config.candidates)} candidates of yamnet/selected (its test-fold number is an ablation, not a selected result)')
         records.append(dict(run=meta['run'], representation=f'yamnet/{name}', seed=0, exact=name not in FITTED_POOLINGS,
@@ -848,8 +851,9 @@ def run_yamnet(config:YAMNetConfig, # settings
     chosen = {k: cands[int(i)] for k, i in zip(fold_list, sel['chosen'])}
     selection_scores = pd.DataFrame(sel['scores'], index=pd.Index(fold_list, name='outer fold'), columns=cands)
     sp_sel = selected_spaces(E, rms, folds, chosen)
-    rows.append(evaluate_spaces(sp_sel, catalogue, 'yamnet', 'yamnet/selected', sel_meta['run'], 0, tuple(config.distances),
-                                tuple(config.protocols), n_boot=config.n_boot))
+    r, p = evaluate_spaces(sp_sel, catalogue, 'yamnet', 'yamnet/selected', sel_meta['run'], 0, tuple(config.distances),
+                           tuple(config.protocols), n_boot=config.n_boot, predictions=True)
+    rows.append(r); preds.append(p)
     records.append(dict(run=sel_meta['run'], representation='yamnet/selected', seed=0, exact=not (set(chosen.values()) & FITTED_POOLINGS),
                         settings=sel_settings, n_candidates=len(cands), chosen=chosen, data=what, code=sel_code,
                         commit=sel_meta['commit'], wall_s=sel_meta['wall_s'],
@@ -874,11 +878,7 @@ def run_yamnet(config:YAMNetConfig, # settings
                                for r in probes.itertuples() if np.isfinite(r.accuracy)], columns=RESULT_COLUMNS)
     results = pd.concat(rows + [probe_rows], ignore_index=True)
     write_results(results, 'yamnet', reports)
-    pred = {'mu': spaces_of.get('mu'), 'delta': spaces_of.get('delta'), 'energy-weighted+sqrt': spaces_of.get('energy-weighted+sqrt'), 'selected': sp_sel}
-    preds = pd.concat([predictions_from_spaces(sp, catalogue, f'yamnet/{n}', sel_meta['run'] if n == 'selected' else runs_of[n], 0,
-                                               tuple(config.distances), tuple(config.protocols))
-                       for n, sp in pred.items() if sp is not None], ignore_index=True)
-    write_predictions(preds, 'yamnet', reports)
+    write_predictions(pd.concat(preds, ignore_index=True), 'yamnet', reports)
     record_runs(records, 'yamnet', reports)
     reps = {f'yamnet/{n}': sp for n, sp in spaces_of.items() if not isinstance(sp, dict)}
     return dict(results=results, probes=probes, curves=curves, chosen=chosen, selection_scores=selection_scores, reps=reps)
