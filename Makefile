@@ -11,7 +11,7 @@ export AUDIO_LATENT_CACHE ?= $(abspath .cache)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: env test test-nbs test-py report run-notebooks build-report bench bench-features bench-yamnet bench-search export readme clean-cache
+.PHONY: env test test-nbs test-py report run-notebooks build-report bench bench-features bench-yamnet bench-search bench-store export readme clean-cache
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-yamnet: env
 
 bench-search: env
 	$(BIN)/python -m audio_latent.search bench 2>/dev/null
+
+# peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (pip install lancedb)
+bench-store: env
+	$(BIN)/python -m audio_latent.store bench 2>/dev/null
 
 # developer loop: notebooks -> module, clean notebooks, README from nbs/index.ipynb
 export: env

@@ -823,6 +823,12 @@ def _run_update(store:Store, build:int, embedder:Embedder, sources, labels, batc
     """Bring `build` up to date with `sources`: drop (or mark) vanished files and refresh touched ones in one commit,
     then embed new and changed files and commit each batch as it is done. Returns the run's summary."""
     t0 = time.perf_counter()
+    client, close = _open_client(dask_client)  # an unreachable scheduler is named before any work
+    try: return _update_with(store, build, embedder, sources, labels, batch_size, client, progress, scope, keep_removed, t0)
+    finally:
+        if close: close()
+
+def _update_with(store, build, embedder, sources, labels, batch_size, dask_client, progress, scope, keep_removed, t0) -> dict:
     paths, problems = scan_sources(sources) if sources else ([], [])
     with store.snapshot(): b, known = store.build(build), store.files(build)
     plan = plan_update(known, paths, b['root'], scope, progress)
@@ -862,7 +868,7 @@ def _loaded(index_path, summary:dict) -> AudioIndex:
     index = AudioIndex.load(index_path); index.last_update = summary
     return index
 
-# %% ../nbs/07_search.ipynb #3dba0f81
+# %% ../nbs/07_search.ipynb #e680c0fd
 def index_folder(folder:str|Path, # the archive: every audio file under it is indexed
                  index_path:str|Path, # the index folder to write
                  model:str|Embedder='yamnet', # embedder spec ('yamnet', 'logmel', 'module:factory') or embedder
