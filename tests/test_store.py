@@ -217,6 +217,33 @@ def test_full_disk_keeps_the_last_commit(tmp_path, clips):
     assert len(_assert_names_match_vectors(tmp_path/'idx', ref)) == 14
 
 
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    "Mount a small tmpfs (needs root); False where that is not possible."
+    if not AS_ROOT or not shutil.which('mount'): return False
+    where.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(where)], capture_output=True).returncode == 0
+
+
+def test_real_full_disk_on_a_small_tmpfs(tmp_path, clips):
+    "The same outcome on a real full file system (ENOSPC from the kernel), where a tmpfs can be mounted."
+    disk = tmp_path/'disk'
+    if not _mount_tmpfs(disk, '200k'): pytest.skip('cannot mount a tmpfs here (not root, or no mount permission); '
+                                                   'test_full_disk_keeps_the_last_commit covers it with SQLITE_FULL')
+    try:
+        base = _copy(tmp_path/'arch', clips[:2]); new = _copy(tmp_path/'more', clips[2:20])
+        ref = _reference(base + new)
+        r = _cli('index', tmp_path/'arch', '--index', disk/'idx', '--model', 'logmel', '--quiet'); assert r.returncode == 0, r.stderr
+        r = _cli('add', tmp_path/'more', '--index', disk/'idx', '--batch-size', '1', '--quiet')
+        assert r.returncode == 2 and 'is full' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+        n = len(_assert_names_match_vectors(disk/'idx', ref))
+        assert 2 < n < 20
+        subprocess.run(['mount', '-o', 'remount,size=4m', str(disk)], check=True)  # space again: resumes
+        r = _cli('add', tmp_path/'more', '--index', disk/'idx', '--quiet')
+        assert r.returncode == 0 and f'Added {20 - n} file(s)' in r.stdout, r.stdout + r.stderr
+        assert len(_assert_names_match_vectors(disk/'idx', ref)) == 20
+    finally: subprocess.run(['umount', str(disk)])
+
+
 @needs_permissions
 def test_read_only_index_refused_before_work_and_still_searchable(tmp_path, clips):
     arch = tmp_path/'arch'; _copy(arch, clips[:3]); more = _copy(tmp_path/'more', clips[3:6])
