@@ -810,11 +810,12 @@ def plan_update(known:pd.DataFrame, # the build's rows (path, size, mtime_ns, sh
         elif h in seen: plan['duplicates'].append(str(p))
         else: seen.add(h); plan['embed'].append(item)
     found = {relative_to_root(p, root) for p in paths}
-    folders = None if scope is None else [Path(f).absolute() for f in scope]
+    folders = None if scope is None else [Path(os.path.realpath(f)) for f in scope]  # symlinked spellings agree
     for rel in by_path:
         if rel in found: continue
         full = Path(rel) if Path(rel).is_absolute() or root is None else Path(root)/rel
-        if (folders is None or _under(full.absolute(), folders)) and not os.path.lexists(full): plan['removed'].append(rel)
+        if (folders is None or _under(Path(os.path.realpath(full)), folders)) and not os.path.lexists(full):
+            plan['removed'].append(rel)
     return plan
 
 # %% ../nbs/07_search.ipynb #7b26702d
@@ -868,7 +869,7 @@ def _loaded(index_path, summary:dict) -> AudioIndex:
     index = AudioIndex.load(index_path); index.last_update = summary
     return index
 
-# %% ../nbs/07_search.ipynb #e680c0fd
+# %% ../nbs/07_search.ipynb #69fe8c05
 def index_folder(folder:str|Path, # the archive: every audio file under it is indexed
                  index_path:str|Path, # the index folder to write
                  model:str|Embedder='yamnet', # embedder spec ('yamnet', 'logmel', 'module:factory') or embedder
