@@ -387,6 +387,14 @@ def test_user_errors_are_messages_not_tracebacks(tmp_path, clips):
     cache.write_bytes(cache.read_bytes()[:100])
     r = _cli('search', files[0], '--index', tmp_path/'idx', '-k', '1')
     assert r.returncode == 0 and '(the query itself)' in r.stdout, r.stderr
+    # a damaged database (cut in half, or overwritten at the start) is named, for readers and writers
+    for cut in ('half', 'header'):
+        broken = tmp_path/f'broken_{cut}'; shutil.copytree(tmp_path/'idx', broken)
+        b = (broken/'index.db').read_bytes()
+        (broken/'index.db').write_bytes(b[:len(b)//2] if cut == 'half' else b'garbage garbage ' + b[16:])
+        for args in (['search', files[0], '--index', broken], ['add', arch, '--index', broken]):
+            r = _cli(*args)
+            assert r.returncode == 2 and f'{broken}/index.db is damaged' in r.stderr and 'move it away' in r.stderr, r.stderr
     # a migrated index of the old format works
     from audio_latent.search import AudioIndex, index_folder
     ix = AudioIndex.load(tmp_path/'idx')
