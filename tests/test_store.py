@@ -200,13 +200,25 @@ def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
 
 # -- full disk, read-only index ----------------------------------------------------------------------------------------
 
+def wide_logmel():
+    "A 2048-d embedder (log-mel statistics repeated 16 times): its 8 KB rows fill the database's 16 KB pages fast."
+    from audio_latent.search import Embedder, LogMelStatsEmbedder, l2_normalise
+    class Wide(Embedder):
+        name, version, pooling, dim, spec = 'logmel-wide', '1', 'mean+std over frames, x16', 2048, 'tests.test_store:wide_logmel'
+        inner = LogMelStatsEmbedder()
+        def embed(self, waveforms): return l2_normalise(np.tile(self.inner.embed(waveforms), 16))
+        def embed_long(self, blocks): return l2_normalise(np.tile(self.inner.embed_long(blocks), 16)[None])[0]
+    return Wide()
+
+
 def test_full_disk_keeps_the_last_commit(tmp_path, clips):
     "SQLite's max_page_count makes the database hit 'disk full' (SQLITE_FULL) exactly where a small disk would."
     import sqlite3
     arch, more = tmp_path/'arch', tmp_path/'more'
     base = _copy(arch, clips[:2]); new = _copy(more, clips[2:14])
-    ref = _reference(base + new)
-    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'logmel', '--quiet'); assert r.returncode == 0, r.stderr
+    ref = _reference(base + new, wide_logmel())
+    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:wide_logmel', '--quiet')
+    assert r.returncode == 0, r.stderr
     pages = sqlite3.connect(tmp_path/'idx'/'index.db').execute('PRAGMA page_count').fetchone()[0]
     r = _cli('add', more, '--index', tmp_path/'idx', '--batch-size', '1', '--quiet', AUDIO_LATENT_MAX_DB_PAGES=str(pages + 1))
     assert r.returncode == 2 and 'is full' in r.stderr and 'Traceback' not in r.stderr, r.stderr
@@ -227,17 +239,19 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
 def test_real_full_disk_on_a_small_tmpfs(tmp_path, clips):
     "The same outcome on a real full file system (ENOSPC from the kernel), where a tmpfs can be mounted."
     disk = tmp_path/'disk'
-    if not _mount_tmpfs(disk, '200k'): pytest.skip('cannot mount a tmpfs here (not root, or no mount permission); '
+    if not _mount_tmpfs(disk, '8m'): pytest.skip('cannot mount a tmpfs here (not root, or no mount permission); '
                                                    'test_full_disk_keeps_the_last_commit covers it with SQLITE_FULL')
     try:
         base = _copy(tmp_path/'arch', clips[:2]); new = _copy(tmp_path/'more', clips[2:20])
         ref = _reference(base + new)
         r = _cli('index', tmp_path/'arch', '--index', disk/'idx', '--model', 'logmel', '--quiet'); assert r.returncode == 0, r.stderr
+        used_kb = int(subprocess.run(['du', '-sk', str(disk)], capture_output=True, text=True).stdout.split()[0])
+        subprocess.run(['mount', '-o', f'remount,size={used_kb + 200}k', str(disk)], check=True)  # room for a few commits
         r = _cli('add', tmp_path/'more', '--index', disk/'idx', '--batch-size', '1', '--quiet')
         assert r.returncode == 2 and 'is full' in r.stderr and 'Traceback' not in r.stderr, r.stderr
         n = len(_assert_names_match_vectors(disk/'idx', ref))
         assert 2 < n < 20
-        subprocess.run(['mount', '-o', 'remount,size=4m', str(disk)], check=True)  # space again: resumes
+        subprocess.run(['mount', '-o', 'remount,size=8m', str(disk)], check=True)  # space again: resumes
         r = _cli('add', tmp_path/'more', '--index', disk/'idx', '--quiet')
         assert r.returncode == 0 and f'Added {20 - n} file(s)' in r.stdout, r.stdout + r.stderr
         assert len(_assert_names_match_vectors(disk/'idx', ref)) == 20
