@@ -511,7 +511,8 @@ class AudioIndex:
                 ):
         self.model = dict(model)
         d = int(self.model['dim'])
-        self.vectors = np.zeros((0, d), np.float32) if vectors is None else np.ascontiguousarray(vectors, np.float32)
+        self.vectors = (np.zeros((0, d), np.float32) if vectors is None else vectors
+                        if isinstance(vectors, np.memmap) and vectors.dtype == np.float32 else np.ascontiguousarray(vectors, np.float32))
         self.files = (pd.DataFrame(columns=['path', 'sha256', 'seconds', 'label']) if files is None
                       else files.reset_index(drop=True))
         if len(self.files) != len(self.vectors): raise ValueError(f"{len(self.files)} files but {len(self.vectors)} vectors.")
@@ -522,7 +523,7 @@ class AudioIndex:
         self.search_effort = int(search_effort or DEFAULT_EFFORT[ann_kind])
         self.created = self.updated = _now()
         self._faiss, self._faiss_n, self._faiss_kind, self._trained_n = None, 0, None, 0
-        self.path, self.build, self.commit, self.state = None, None, None, None  # set by `load`
+        self.path, self.build, self.commit, self.token, self.state = None, None, None, None, None  # set by `load`
         self.last_update = {}
 
     def __len__(self): return len(self.vectors)
@@ -563,7 +564,7 @@ class AudioIndex:
     def _ann_cache(self) -> Path|None:
         "Where the approximate index of this commit is cached (None for an index not loaded from disk)."
         if self.path is None or self.commit is None: return None
-        return Path(self.path)/f'ann-{self.build}-{self.commit}.faiss'
+        return Path(self.path)/f'ann-{self.token}.faiss'
 
     def faiss_index(self):
         "The faiss index over all vectors (read from the cache of this commit, or built, on first use)."
@@ -595,11 +596,7 @@ class AudioIndex:
         "Save the approximate index for this commit (temporary file + rename); a read-only or full disk only costs speed."
         import faiss
         if (cache := self._ann_cache()) is None: return
-        try:
-            _replace(cache, lambda f: faiss.write_index(self._faiss, str(f)))
-            for old in Path(self.path).glob('ann-*.faiss'):
-                if old != cache: old.unlink(missing_ok=True)
-        except (OSError, RuntimeError): pass
+        _write_cache(cache, lambda f: faiss.write_index(self._faiss, str(f)), 'ann-*.faiss')
 
     def search(self, Q:np.ndarray, # query vectors (nq, dim) or (dim,), unit rows
                model:dict, # identity of the model that made Q: must be the index's
@@ -677,7 +674,7 @@ class AudioIndex:
         if len(X) != len(files): raise ValueError(f"{len(X)} vectors but {len(files)} files.")
         self.vectors = np.concatenate([self.vectors, X]) if len(self.vectors) else np.ascontiguousarray(X)
         self.files = pd.concat([self.files, files], ignore_index=True)
-        self.updated, self.commit = _now(), None  # no longer the committed version: not cached as such
+        self.updated, self.commit, self.token = _now(), None, None  # no longer the committed version: not cached as such
 
     # -- disk ---------------------------------------------------------------------------------------------------------
     def save(self, path:str|Path) -> Path:
@@ -697,13 +694,39 @@ class AudioIndex:
             b = s.build()
             if b is None: raise StoreError(f"{path} holds no index yet (its first `index` run stopped before committing "
                                            "anything). Run `audio-latent index DIR --index FOLDER` again.")
-            files, X, commit = s.files(b['id']), s.vectors(b['id'], int(b['model']['dim'])), s.commit()
+            files, commit, token, dim = s.files(b['id']), s.commit(), s.token(), int(b['model']['dim'])
+            X = _cached_vectors(path/f'vectors-{token}.npy', (len(files), dim))
+            fresh = X is None
+            if fresh: X = s.vectors(b['id'], dim)
+        if fresh: _write_cache(path/f'vectors-{token}.npy', lambda f: _save_npy(f, X), 'vectors-*.npy')
         st = b['settings']
         index = cls(b['model'], X, files, b['root'], st.get('ann_threshold', ANN_THRESHOLD), st.get('ann_kind', ANN_KIND),
                     st.get('search_effort'))
         index.created, index.updated, index.state = b['created'], b['updated'], b['state']
-        index.path, index.build, index.commit = str(path), b['id'], commit
+        index.path, index.build, index.commit, index.token = str(path), b['id'], commit, token
         return index
+
+def _cached_vectors(file:Path, shape:tuple) -> np.ndarray|None:
+    "The memory-mapped vectors cache of a commit, or None (absent, or damaged: then with a warning)."
+    if not file.is_file(): return None
+    try:
+        X = np.load(file, mmap_mode='r')
+        if X.shape != shape or X.dtype != np.float32: raise ValueError(f"shape {X.shape} {X.dtype}, expected {shape} float32")
+        return X
+    except (OSError, ValueError, EOFError) as e:
+        warnings.warn(f"The vectors cache {file} is damaged ({str(e)[:100]}); read from the index instead.")
+        return None
+
+def _save_npy(file:Path, X:np.ndarray):
+    with open(file, 'wb') as f: np.save(f, X)  # a path not ending in .npy would get the suffix added
+
+def _write_cache(dest:Path, write, pattern:str):
+    "Write a cache file atomically and delete the older ones; a read-only or full disk only costs speed."
+    try:
+        _replace(dest, write)
+        for old in dest.parent.glob(pattern):
+            if old != dest: old.unlink(missing_ok=True)
+    except (OSError, RuntimeError): pass
 
 def relative_to_root(path:str|Path, root:str|None) -> str:
     "How a file is stored: relative to `root` when under it (through symlinks or not), else absolute."
@@ -869,7 +892,7 @@ def _loaded(index_path, summary:dict) -> AudioIndex:
     index = AudioIndex.load(index_path); index.last_update = summary
     return index
 
-# %% ../nbs/07_search.ipynb #69fe8c05
+# %% ../nbs/07_search.ipynb #22293089
 def index_folder(folder:str|Path, # the archive: every audio file under it is indexed
                  index_path:str|Path, # the index folder to write
                  model:str|Embedder='yamnet', # embedder spec ('yamnet', 'logmel', 'module:factory') or embedder

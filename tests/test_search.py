@@ -181,7 +181,7 @@ def test_approximate_above_threshold(tmp_path, catalogue, ann):
     exact = idx.vectors @ idx.vectors[:5].T
     _, I = AudioIndex.load(tmp_path/'idx').search(idx.vectors[:5], idx.identity, k=1)
     assert (I[:, 0] == exact.argmax(0)).all()
-    assert [p.name for p in (tmp_path/'idx').glob('ann-*.faiss')] == [f'ann-{idx.build}-{idx.commit}.faiss']
+    assert [p.name for p in (tmp_path/'idx').glob('ann-*.faiss')] == [f'ann-{idx.token}.faiss']
     _link_folder(arch, catalogue.path.iloc[30:33])
     idx = add_to_index(tmp_path/'idx', arch, progress=False)
     assert len(idx) == 33 and idx.kind == ann
