@@ -65,6 +65,11 @@ def _assert_names_match_vectors(index_path, ref, atol=1e-5):
         assert row.sha256 in ref, f"{row.path}: content {row.sha256[:12]} was never in the archive"
         np.testing.assert_allclose(v, ref[row.sha256], atol=atol, err_msg=f"{row.path}: another file's vector")
     assert files.path.is_unique
+    if len(files):  # what a search loads (through the per-commit vectors cache, written by the first load) agrees
+        from audio_latent.search import AudioIndex
+        for _ in range(2):
+            ix = AudioIndex.load(index_path)
+            assert list(ix.files.path) == list(files.path) and np.array_equal(np.asarray(ix.vectors), X)
     return files
 
 
