@@ -180,6 +180,30 @@ def test_sigkill_loop_leaves_a_consistent_index(tmp_path, clips):
     assert set(got.sha256) == present and len(got) == len(present)  # everything there, each content once
 
 
+def test_killed_force_rebuild_keeps_the_old_index_serving(tmp_path, clips):
+    "`index --force` used to delete the old index first; now the old build serves until the new one is complete."
+    from audio_latent.search import AudioIndex, search_index
+    arch = tmp_path/'arch'; files = _copy(arch, clips[:4])
+    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'logmel', '--quiet'); assert r.returncode == 0, r.stderr
+    _copy(arch, clips[4:12])
+    p = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:wide_logmel',
+                                  '--force', '--batch-size', '1', '--quiet'), cwd=ROOT, env=_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _kill_after_commits(p, tmp_path/'idx', 4, 0.05, None), 'the rebuild finished before it could be killed'
+    old = AudioIndex.load(tmp_path/'idx')
+    assert old.model['name'] == 'logmel-stats' and len(old) == 4 and old.state == 'live'
+    assert search_index(old, files[2], k=1).is_query.iloc[0]
+    from audio_latent.store import Store
+    with Store(tmp_path/'idx', readonly=True) as s, s.snapshot():
+        building = [b for b in s.builds() if b['state'] == 'building']
+        assert len(building) == 1 and 0 < s.count(building[0]['id']) < 12  # the half-done rebuild, kept for resuming
+    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:wide_logmel', '--force', '--quiet')
+    assert r.returncode == 0 and 'Resumed an interrupted run' in r.stdout, r.stdout + r.stderr
+    new = AudioIndex.load(tmp_path/'idx')
+    assert new.model['name'] == 'logmel-wide' and len(new) == 12 and new.vectors.shape == (12, 2048)
+    with Store(tmp_path/'idx', readonly=True) as s: assert [b['state'] for b in s.builds()] == ['live']
+
+
 def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
     arch = tmp_path/'arch'; _copy(arch, clips[:16])
     p = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'logmel', '--batch-size', '1',
