@@ -724,7 +724,7 @@ def _write_cache(dest:Path, write, pattern:str):
     "Write a cache file atomically and delete the older ones; a read-only or full disk only costs speed."
     try:
         _replace(dest, write)
-        for old in dest.parent.glob(pattern):
+        for old in [*dest.parent.glob(pattern), *dest.parent.glob(f'.{pattern}.*.tmp')]:  # older ones, and leftovers of killed writers
             if old != dest: old.unlink(missing_ok=True)
     except (OSError, RuntimeError): pass
 
@@ -892,7 +892,7 @@ def _loaded(index_path, summary:dict) -> AudioIndex:
     index = AudioIndex.load(index_path); index.last_update = summary
     return index
 
-# %% ../nbs/07_search.ipynb #22293089
+# %% ../nbs/07_search.ipynb #1e07f35c
 def index_folder(folder:str|Path, # the archive: every audio file under it is indexed
                  index_path:str|Path, # the index folder to write
                  model:str|Embedder='yamnet', # embedder spec ('yamnet', 'logmel', 'module:factory') or embedder
