@@ -11,7 +11,7 @@ export AUDIO_LATENT_CACHE ?= $(abspath .cache)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search export readme clean-cache
+.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store export readme clean-cache
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,13 +48,17 @@ check-results: env
 bench: bench-features bench-yamnet bench-search
 
 bench-features: env
-	$(BIN)/python -m audio_latent.features 2>/dev/null
+	$(BIN)/python -m audio_latent.features
 
 bench-yamnet: env
-	$(BIN)/python -m audio_latent.yamnet bench 2>/dev/null
+	$(BIN)/python -m audio_latent.yamnet bench
 
 bench-search: env
-	$(BIN)/python -m audio_latent.search bench 2>/dev/null
+	$(BIN)/python -m audio_latent.search bench
+
+# peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (pip install lancedb)
+bench-store: env
+	$(BIN)/python -m audio_latent.store bench
 
 # developer loop: notebooks -> module, clean notebooks, README from nbs/index.ipynb
 export: env

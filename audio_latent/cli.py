@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_cli.ipynb #f258289f
 from __future__ import annotations
-import argparse, os, sys, warnings
+import argparse, errno, os, sys, warnings
 from pathlib import Path
 import numpy as np
 
@@ -12,41 +12,56 @@ import numpy as np
 __all__ = ['main']
 
 # %% ../nbs/07b_cli.ipynb #9c69ce26
+def _positive_int(text:str) -> int:
+    "argparse type: an integer of at least 1 (k, batch size)."
+    try: v = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1: raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='audio-latent', description='Search an audio archive by example.')
     sub = ap.add_subparsers(dest='command', required=True)
     common = dict(help='the index folder')
+    def writer_options(p):
+        p.add_argument('--labels', default=None, help="CSV with filename,label columns, or 'esc50'")
+        p.add_argument('--batch-size', type=_positive_int, default=32, help='files embedded and committed together (default 32)')
+        p.add_argument('--dask', default=None, metavar='local|ADDRESS', help="embed on a Dask cluster: 'local' or tcp://host:8786")
+        p.add_argument('--quiet', action='store_true', help='no progress bars')
 
-    p = sub.add_parser('index', help='embed every audio file under DIR and write an index')
+    p = sub.add_parser('index', help='embed every audio file under DIR and write an index (rerun to resume)')
     p.add_argument('dir', help='the archive folder (searched recursively)')
     p.add_argument('--index', required=True, **common)
     p.add_argument('--model', default='yamnet', help="embedder: yamnet (default), logmel, or package.module:factory")
-    p.add_argument('--labels', default=None, help="CSV with filename,label columns, or 'esc50'")
-    p.add_argument('--batch-size', type=int, default=32, help='files embedded per call / per Dask task')
-    p.add_argument('--dask', default=None, metavar='local|ADDRESS', help="embed on a Dask cluster: 'local' or tcp://host:8786")
-    p.add_argument('--ann-threshold', type=int, default=None, help='search approximately from this many files on (default 50000)')
-    p.add_argument('--ann', default=None, choices=['hnsw', 'ivf'], help='the approximate index (default hnsw)')
-    p.add_argument('--effort', type=int, default=None, help='efSearch (hnsw) or nprobe (ivf) stored with the index')
-    p.add_argument('--force', action='store_true', help='overwrite an existing index')
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    writer_options(p)
+    p.add_argument('--ann-threshold', type=_positive_int, default=None, help='search approximately from this many files on (default 50000)')
+    p.add_argument('--ann', default=None, choices=['hnsw', 'ivf'], help='the approximate index (default ivf)')
+    p.add_argument('--effort', type=_positive_int, default=None, help='efSearch (hnsw) or nprobe (ivf) stored with the index')
+    p.add_argument('--force', action='store_true', help='build a new index in place of an existing one (the old one serves until it is done)')
 
-    p = sub.add_parser('add', help='add new files to an index (files already indexed, by content hash, are skipped)')
+    p = sub.add_parser('add', help='add new files, re-embed changed ones, drop vanished ones (under the given folders)')
     p.add_argument('sources', nargs='+', help='folders and/or files')
     p.add_argument('--index', required=True, **common)
-    p.add_argument('--labels', default=None, help="CSV with filename,label columns, or 'esc50'")
-    p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--dask', default=None, metavar='local|ADDRESS')
-    p.add_argument('--quiet', action='store_true')
+    writer_options(p)
+    p.add_argument('--keep-removed', action='store_true', help="mark vanished files 'missing' instead of dropping them")
+
+    p = sub.add_parser('sync', help="bring the index up to date with its archive folder")
+    p.add_argument('--index', required=True, **common)
+    writer_options(p)
+    p.add_argument('--keep-removed', action='store_true', help="mark vanished files 'missing' instead of dropping them")
 
     p = sub.add_parser('search', help='the k indexed files most similar to QUERY')
     p.add_argument('query', help='an audio file')
     p.add_argument('--index', required=True, **common)
-    p.add_argument('-k', type=int, default=10, help='how many neighbours (default 10)')
+    p.add_argument('-k', type=_positive_int, default=10, help='how many neighbours (default 10)')
     p.add_argument('--model', default=None, help="default: the index's model (any other is refused)")
-    p.add_argument('--effort', type=int, default=None, help="efSearch / nprobe for this query (approximate indexes)")
+    p.add_argument('--effort', type=_positive_int, default=None, help="efSearch / nprobe for this query (approximate indexes)")
     p.add_argument('--csv', action='store_true', help='print CSV instead of a table')
 
     p = sub.add_parser('info', help='what an index holds')
+    p.add_argument('--index', required=True, **common)
+
+    p = sub.add_parser('migrate', help='convert an index of the old loose-file format (index.json) to the store')
     p.add_argument('--index', required=True, **common)
 
     p = sub.add_parser('bench', help='latency and recall of exact vs approximate search on synthetic vectors')
@@ -59,16 +74,29 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 # %% ../nbs/07b_cli.ipynb #896d4f6e
+def _listing(items:list, limit:int=20) -> str:
+    "Paths, the first `limit` of them, comma-separated."
+    return ', '.join(map(str, items[:limit])) + (f' ... ({len(items) - limit} more)' if len(items) > limit else '')
+
 def _print_summary(index, verb:str):
+    "The run's summary: what was embedded, kept, refreshed, dropped; every file passed over with its reason (stderr)."
     s = index.last_update
+    if s.get('resumed'): print("Resumed an interrupted run: files committed by it were not embedded again.")
     print(f"{verb} {s['embedded']} file(s) in {s['seconds']:.1f} s; the index holds {s['n']} recording(s), "
           f"model {index.model['name']} ({index.model['version']}, pooling {index.model['pooling']!r}), search: {index.kind}.")
     if s.get('already_indexed'): print(f"{s['already_indexed']} file(s) already indexed (same content): not embedded again.")
+    if s.get('changed'): print(f"{len(s['changed'])} changed file(s) embedded again: {_listing(s['changed'])}")
+    if s.get('removed'):
+        print(f"{len(s['removed'])} file(s) no longer exist and were " + ("marked missing" if s.get('kept_removed') else "dropped")
+              + f": {_listing(s['removed'])}")
     if s['duplicates']: print(f"{len(s['duplicates'])} duplicate file(s) (same content as another file) indexed once: "
-                               + ', '.join(s['duplicates'][:5]) + (' ...' if len(s['duplicates']) > 5 else ''))
+                              + _listing(s['duplicates'], 5))
     if s['problems']:
-        print(f"{len(s['problems'])} file(s) could not be read and were skipped:", file=sys.stderr)
+        print(f"{len(s['problems'])} file(s) or folder(s) passed over:", file=sys.stderr)
         for path, message in s['problems']: print(f"  {path}: {message}", file=sys.stderr)
+    if s.get('warnings'):
+        print(f"{len(s['warnings'])} file(s) indexed with a warning:", file=sys.stderr)
+        for path, message in s['warnings']: print(f"  {path}: {message}", file=sys.stderr)
 
 def _default_bench_csv() -> Path:
     "reports/benchmarks/search.csv in the project, else search_benchmark.csv here."
@@ -86,8 +114,12 @@ def _run(a) -> int:
         _print_summary(index, 'Indexed'); print(f"Index written to {a.index}")
     elif a.command == 'add':
         index = S.add_to_index(a.index, a.sources, labels=a.labels, batch_size=a.batch_size, dask_client=a.dask,
-                               progress=not a.quiet)
+                               progress=not a.quiet, keep_removed=a.keep_removed)
         _print_summary(index, 'Added')
+    elif a.command == 'sync':
+        index = S.sync_index(a.index, keep_removed=a.keep_removed, labels=a.labels, batch_size=a.batch_size,
+                             dask_client=a.dask, progress=not a.quiet)
+        _print_summary(index, 'Synced: embedded')
     elif a.command == 'search':
         res = S.search_index(a.index, a.query, k=a.k, model=a.model, effort=a.effort)
         show = res.drop(columns=['sha256'])
@@ -98,24 +130,48 @@ def _run(a) -> int:
         index = S.AudioIndex.load(a.index)
         print(index)
         print(f"created {index.created}, updated {index.updated}; {index.files.seconds.astype(float).sum()/3600:.2f} h of audio")
+        if index.state != 'live': print("unfinished: an `index` run was interrupted; run it again to resume.")
+        if (missing := int((index.files.status != 'ok').sum())): print(f"{missing} recording(s) marked missing by the last sync.")
         if index.labelled: print(index.files.label.replace('', '(none)').value_counts().to_string())
+    elif a.command == 'migrate':
+        from audio_latent.store import migrate_v1
+        n = migrate_v1(a.index)
+        print(f"Migrated {n} recording(s) into {Path(a.index)/'index.db'}; the old files are kept as *.v1.")
     elif a.command == 'bench':
         out = a.out or _default_bench_csv()
         df = S.benchmark_search(a.sizes, a.dim, a.kinds, n_test=a.n_test, n_exact=a.n_exact, out=out)
         print(); print(S.format_benchmark(df)); print(f"\n(table written to {out})")
     return 0
 
+def _interrupted(a) -> str:
+    "One line saying what an interrupted command kept."
+    if a.command not in ('index', 'add', 'sync'): return f"audio-latent {a.command}: interrupted."
+    from audio_latent.store import check_store
+    try: n = check_store(a.index)['n']
+    except Exception: n = None
+    kept = f"the index holds {n} recording(s), every batch committed before the interrupt included" if n is not None \
+           else "nothing was committed"
+    return (f"audio-latent {a.command}: interrupted; nothing half-written was kept, {kept}. "
+            "Run the same command again to resume without embedding those again.")
+
 def main(argv:list|None=None) -> int:
-    "Entry point of `audio-latent`; returns the exit status (0 ok, 2 for a mistake explained on stderr)."
+    "Entry point of `audio-latent`; returns the exit status (0 ok, 2 for a mistake explained on stderr, 130 interrupted)."
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     a = _parser().parse_args(argv)
     from audio_latent.search import QueryError, ModelMismatchError
     from audio_latent.data import AudioError
     warnings.filterwarnings('ignore', message='Skipped ')  # the summary lists skipped files once
     try: return _run(a)
+    except KeyboardInterrupt:
+        print(_interrupted(a), file=sys.stderr)
+        return 130
     except (QueryError, ModelMismatchError, AudioError, FileNotFoundError, FileExistsError, NotADirectoryError,
             ImportError, ValueError) as e:
         print(f"audio-latent {a.command}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a permission refused: named, not a traceback
+        what = e.strerror if e.errno == errno.ENOSPC and e.strerror else str(e)
+        print(f"audio-latent {a.command}: {what}", file=sys.stderr)
         return 2
 
 # %% ../nbs/07b_cli.ipynb #5767295b

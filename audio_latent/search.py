@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_search.ipynb #3e459c82
 from __future__ import annotations
-import importlib, json, os, sys, time, warnings
+import importlib, json, os, shutil, subprocess, sys, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,15 +13,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .data import AudioError, load_audio, pad_to_patches, sha256_file
+from .store import Store, StoreError, check_store, no_index_message, now_utc
 
 # %% auto #0
-__all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'PATCH_SAMPLES', 'HOP_SAMPLES', 'SR', 'SILENCE_DBFS', 'INDEX_FORMAT', 'ANN_THRESHOLD',
-           'HNSW_M', 'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'ANN_KIND', 'DEFAULT_EFFORT', 'IVF_RETRAIN_GROWTH',
-           'WITHIN_SPECTRUM', 'BETWEEN_SPECTRUM', 'l2_normalise', 'Embedder', 'LogMelStatsEmbedder', 'YamnetEmbedder',
-           'register_embedder', 'get_embedder', 'identity_of', 'audio_suffixes', 'find_audio_files', 'QueryError',
-           'rms_dbfs', 'query_waveform', 'embed_files', 'read_labels', 'ModelMismatchError', 'make_ann_index',
-           'set_search_effort', 'AudioIndex', 'index_folder', 'add_to_index', 'search_index', 'spectrum_from_knots',
-           'synthetic_embeddings', 'search_difficulty', 'benchmark_search', 'format_benchmark', 'main']
+__all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'FFMPEG_SUFFIXES', 'PATCH_SAMPLES', 'HOP_SAMPLES', 'SR', 'SILENCE_DBFS',
+           'BLOCK_SECONDS', 'LONG_SECONDS', 'TRUNCATION_TOLERANCE', 'INDEX_FORMAT', 'ANN_THRESHOLD', 'HNSW_M',
+           'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'ANN_KIND', 'DEFAULT_EFFORT', 'IVF_RETRAIN_GROWTH',
+           'WITHIN_SPECTRUM', 'BETWEEN_SPECTRUM', 'l2_normalise', 'patch_chunks', 'Embedder', 'LogMelStatsEmbedder',
+           'YamnetEmbedder', 'register_embedder', 'get_embedder', 'identity_of', 'audio_suffixes', 'ffmpeg_path',
+           'scan_sources', 'find_audio_files', 'QueryError', 'rms_dbfs', 'wav_declared_frames', 'ogg_complete',
+           'decode_blocks', 'decode_audio', 'query_waveform', 'embed_files', 'read_labels', 'ModelMismatchError',
+           'make_ann_index', 'set_search_effort', 'AudioIndex', 'relative_to_root', 'plan_update', 'index_folder',
+           'add_to_index', 'sync_index', 'search_index', 'spectrum_from_knots', 'synthetic_embeddings',
+           'search_difficulty', 'benchmark_search', 'format_benchmark', 'main']
 
 # %% ../nbs/07_search.ipynb #50395e26
 def l2_normalise(X:np.ndarray, # vectors, one per row
@@ -30,11 +34,36 @@ def l2_normalise(X:np.ndarray, # vectors, one per row
     X = np.asarray(X, np.float32)
     return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), eps)
 
+def patch_chunks(blocks, # consecutive waveform blocks (any lengths)
+                 patch:int=15600, # samples per patch
+                 hop:int=7680, # samples between patch starts
+                 per_chunk:int=64, # patches per chunk
+                ):
+    """Yield `(chunk, n_patches, last)`: waveform pieces that hold whole patches, overlapping by `patch - hop`.
+
+    Together the chunks' patches are exactly those of the whole recording padded by `pad_to_patches`, so pooling over
+    them gives the whole recording's vector while only one chunk (and one block) is ever in memory."""
+    need, buf, total, cut, pending = patch + (per_chunk - 1)*hop, np.zeros(0, np.float32), 0, 0, None
+    for y in blocks:
+        buf = np.concatenate([buf, np.asarray(y, np.float32)]); total += len(y)
+        while len(buf) >= need:
+            if pending is not None: yield pending, per_chunk, False
+            pending, buf, cut = buf[:need].copy(), buf[per_chunk*hop:], cut + 1
+    if total == 0: return
+    rest = 1 + int(np.ceil(max(total - patch, 0) / hop)) - cut*per_chunk  # patches not in a cut chunk
+    if pending is not None: yield pending, per_chunk, rest == 0
+    if rest > 0:
+        size = patch + (rest - 1)*hop
+        yield np.pad(buf, (0, size - len(buf))), rest, True
+
 class Embedder:
     "Base class: subclasses set `name`, `version`, `pooling`, `dim`, `spec` and implement `embed`."
     name:str = 'embedder'; version:str = '0'; pooling:str = ''; dim:int = 0
     spec:str|None = None  # how `get_embedder` rebuilds it; None: only in-process
     def embed(self, waveforms:list) -> np.ndarray: raise NotImplementedError
+    def embed_long(self, blocks) -> np.ndarray:
+        "One recording given as waveform blocks -> its vector. This default joins them (memory grows with length)."
+        return self.embed([pad_to_patches(np.concatenate(list(blocks)), 15600, 7680)])[0]
     @property
     def identity(self) -> dict:
         "What must agree for two vectors to be comparable."
@@ -45,14 +74,25 @@ class Embedder:
 class LogMelStatsEmbedder(Embedder):
     "Mean and std over frames of the 64-band log-mel spectrogram (YAMNet's front end), L2-normalised: 128-d."
     name, version, pooling, dim, spec = 'logmel-stats', '1', 'mean+std over frames', 128, 'logmel'
-    def embed(self, waveforms:list) -> np.ndarray:
+    def _S(self, y):
         from audio_latent.features import logmel
+        S = logmel(np.asarray(y, np.float32)) - np.log(1e-3)
+        S[S < 1e-4] = 0  # >= 0, and digital silence exactly 0 (float32 rounding aside)
+        return S
+    def embed(self, waveforms:list) -> np.ndarray:
         out = np.zeros((len(waveforms), self.dim), np.float32)
         for i, y in enumerate(waveforms):
-            S = logmel(np.asarray(y, np.float32)) - np.log(1e-3)
-            S[S < 1e-4] = 0  # >= 0, and digital silence exactly 0 (float32 rounding aside)
-            out[i] = np.concatenate([S.mean(0), S.std(0)])
+            S = self._S(y); out[i] = np.concatenate([S.mean(0), S.std(0)])
         return l2_normalise(out)
+    def embed_long(self, blocks) -> np.ndarray:
+        "The same vector from a stream: running sums of the frames and their squares, one patch chunk at a time."
+        s1, s2, n = 0., 0., 0
+        for chunk, m, last in patch_chunks(blocks):
+            S = self._S(chunk).astype(np.float64)
+            if not last: S = S[:48*m]  # the frames before the next chunk's first (10 ms frames, 0.48 s patch hop)
+            s1, s2, n = s1 + S.sum(0), s2 + np.square(S).sum(0), n + len(S)
+        mean = s1/n
+        return l2_normalise(np.concatenate([mean, np.sqrt(np.maximum(s2/n - mean**2, 0))])[None])[0]
 
 # %% ../nbs/07_search.ipynb #32e1395f
 YAMNET_POOLING = 'energy-weighted+sqrt'  # best unsupervised pooling of notebook 03 (cross-fold)
@@ -76,10 +116,14 @@ class YamnetEmbedder(Embedder):
         self.version = f'{_yamnet_weights_id(yamnet, weights)}+float-frontend'  # without building the model
         self._model = None
 
-    def embed(self, waveforms:list) -> np.ndarray:
+    def _load(self):
         if self._model is None:
             self._model = self._yamnet.load_yamnet(self.weights)
             assert self.version.startswith(self._model.weights_id), (self.version, self._model.weights_id)
+        return self._model
+
+    def embed(self, waveforms:list) -> np.ndarray:
+        self._load()
         out = np.zeros((len(waveforms), self.dim), np.float32)
         lengths = np.array([len(y) for y in waveforms])
         for n in np.unique(lengths):  # equal lengths go through YAMNet together
@@ -91,6 +135,20 @@ class YamnetEmbedder(Embedder):
                 out[idx] = self._yamnet.power_normalise(V) if self.pooling.endswith('+sqrt') else V
             else: out[idx] = self._yamnet.pool(E, self.pooling)
         return l2_normalise(out)
+
+    def embed_long(self, blocks) -> np.ndarray:
+        """The energy-weighted poolings from a stream: running sums of (RMS x unit patch embedding), of RMS, and of the
+        unit embeddings (an all-silent recording falls back to their plain mean), `batch_patches` patches at a time."""
+        if self.pooling not in _ENERGY_POOLINGS: return super().embed_long(blocks)  # mean/std poolings: whole file
+        self._load()
+        sw, se, wsum, n = np.zeros(1024), np.zeros(1024), 0., 0
+        for chunk, m, _ in patch_chunks(blocks, per_chunk=self.batch_patches):
+            E = self._yamnet.patch_embeddings(chunk[None], self._model, self.batch_patches)[0][:m].astype(np.float64)
+            E /= np.maximum(np.linalg.norm(E, axis=-1, keepdims=True), 1e-12)
+            w = self._yamnet.patch_rms(chunk[None])[0][:m].astype(np.float64)
+            sw, se, wsum, n = sw + w @ E, se + E.sum(0), wsum + w.sum(), n + m
+        V = (sw/wsum if wsum > 0 else se/n).astype(np.float32)[None]
+        return l2_normalise(self._yamnet.power_normalise(V) if self.pooling.endswith('+sqrt') else V)[0]
 
 def _yamnet_weights_id(yamnet, weights:str) -> str:
     "'tflite-<sha256 prefix>' as `load_yamnet(...).weights_id`, from the file's hash alone."
@@ -143,25 +201,75 @@ _SUFFIXES = {'WAV': 'wav wave', 'WAVEX': 'wav', 'FLAC': 'flac', 'OGG': 'ogg oga 
              'AIFF': 'aif aiff aifc', 'AU': 'au snd', 'CAF': 'caf', 'W64': 'w64', 'RF64': 'rf64', 'VOC': 'voc',
              'SD2': 'sd2', 'IRCAM': 'sf', 'NIST': 'nist sph', 'PAF': 'paf', 'PVF': 'pvf', 'AVR': 'avr',
              'HTK': 'htk', 'WVE': 'wve', 'XI': 'xi', 'SVX': 'svx 8svx', 'MPC2K': 'mpc'}
+# containers libsndfile cannot open: decoded through ffmpeg when it is installed, else listed as unsupported
+FFMPEG_SUFFIXES = {'.m4a', '.m4b', '.aac', '.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.wma', '.wmv', '.amr',
+                   '.3gp', '.ac3', '.mka', '.ape', '.wv'}
 
 def audio_suffixes() -> set:
     "File suffixes (lower case, with the dot) of the audio formats the installed libsndfile reads."
     import soundfile as sf
     return {f'.{s}' for fmt in sf.available_formats() for s in _SUFFIXES.get(fmt, '').split()}
 
+def ffmpeg_path() -> str|None:
+    "The ffmpeg executable on PATH, or None."
+    return shutil.which('ffmpeg')
+
+def _unreadable(p:Path) -> str|None:
+    "Why `p` cannot be opened for reading, or None."
+    try:
+        with open(p, 'rb'): return None
+    except OSError as e:
+        return (f"cannot be read ({e.strerror}): skipped. Give the indexing user read access (chmod a+r) to index it."
+                if isinstance(e, PermissionError) else f"cannot be opened ({e.strerror}): skipped.")
+
+def scan_sources(sources, # a folder, a file, or a list of either
+                ) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Audio files under `sources` (sorted, hidden ones left out) and `(path, reason)` for everything passed over that
+    looks like audio or could hold some: unreadable files and folders, folder loops, unsupported containers."""
+    if isinstance(sources, (str, Path)): sources = [sources]
+    sfx, ff = audio_suffixes(), ffmpeg_path()
+    files, problems, seen_dirs = [], [], set()
+    def consider(p:Path):
+        s = p.suffix.lower()
+        if s in FFMPEG_SUFFIXES and s not in sfx and ff is None:
+            problems.append((str(p), f"unsupported container ({s}): libsndfile cannot decode it and ffmpeg is not "
+                                     "installed. Install ffmpeg (e.g. apt-get install ffmpeg) and run `add` again."))
+        elif s in sfx or s in FFMPEG_SUFFIXES:
+            if not p.exists(): problems.append((str(p), "broken symbolic link: skipped.")); return
+            why = _unreadable(p)
+            if why: problems.append((str(p), why))
+            else: files.append(p)
+    for src in map(Path, sources):
+        if src.is_file(): consider(src); continue
+        if not src.is_dir():
+            raise FileNotFoundError(f"{src} does not exist. Check the path (folders and audio files are accepted).")
+        def on_error(e:OSError):
+            problems.append((e.filename, f"folder cannot be read ({e.strerror}): skipped with everything under it."))
+        for folder, dirs, names in os.walk(src, onerror=on_error, followlinks=True):
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink back up the tree, or a second route to one folder
+                problems.append((folder, f"symbolic link to {os.path.realpath(folder)}, which is already scanned: "
+                                         "walked once (symlinked folders are followed, loops are cut)."))
+                dirs[:] = []; continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+            for n in sorted(names):
+                if not n.startswith('.'): consider(Path(folder)/n)
+    return sorted(dict.fromkeys(files)), problems
+
 def find_audio_files(folder:str|Path, # searched recursively
                     ) -> list[Path]:
     "Audio files under `folder` (by suffix), sorted; hidden files and folders are left out."
     folder = Path(folder)
     if not folder.is_dir(): raise NotADirectoryError(f"{folder} is not a folder.")
-    sfx = audio_suffixes()
-    return sorted(p for p in folder.rglob('*')
-                  if p.suffix.lower() in sfx and not any(part.startswith('.') for part in p.relative_to(folder).parts)
-                  and p.is_file())
+    return scan_sources(folder)[0]
 
 # %% ../nbs/07_search.ipynb #ca8e0e17
 PATCH_SAMPLES, HOP_SAMPLES, SR = 15600, 7680, 16000
 SILENCE_DBFS = -70.  # RMS below this (re full scale) is silence: the noise floor of 16-bit audio is about -96 dBFS
+BLOCK_SECONDS = 10.  # decoded at a time
+LONG_SECONDS = 60.   # longer recordings are embedded in a stream of patch chunks (memory bounded by the chunk)
+TRUNCATION_TOLERANCE = 4096  # decoded samples may fall this short of the header (encoder padding) before a warning
 
 class QueryError(ValueError):
     "A query clip that cannot be searched with; the message names the file and says why."
@@ -171,13 +279,106 @@ def rms_dbfs(y:np.ndarray) -> float:
     r = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if len(y) else 0.
     return 20*np.log10(r) if r > 0 else -np.inf
 
+def wav_declared_frames(path:str|Path) -> int|None:
+    "Frames a RIFF/WAVE header promises (data chunk size / block align), or None if it is not such a file."
+    import struct
+    with open(path, 'rb') as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b'RIFF' or head[8:12] != b'WAVE': return None
+        align = None
+        while (ch := f.read(8)) and len(ch) == 8:
+            cid, size = ch[:4], struct.unpack('<I', ch[4:])[0]
+            if cid == b'fmt ': fmt = f.read(size); align = struct.unpack('<H', fmt[12:14])[0]; f.seek(size % 2, 1)
+            elif cid == b'data': return size // align if align else None
+            else: f.seek(size + size % 2, 1)
+    return None
+
+def ogg_complete(path:str|Path) -> bool|None:
+    "Whether an Ogg file ends with an end-of-stream page (a cut file does not); None if it is not Ogg."
+    with open(path, 'rb') as f:
+        if f.read(4) != b'OggS': return None
+        f.seek(0, 2); size = f.tell(); f.seek(max(0, size - 65536)); tail = f.read()
+    at = tail.rfind(b'OggS')
+    return at >= 0 and len(tail) > at + 5 and bool(tail[at + 5] & 0x04)
+
+def _decode_error(path, e:Exception) -> AudioError:
+    if not Path(path).exists(): return AudioError(f"{path} does not exist (it was moved or deleted).")
+    return AudioError(f"{path} is not audio that can be decoded ({type(e).__name__}: {e}). If it is a recording, "
+                      "re-export it as WAV or FLAC.")
+
+def decode_blocks(path:str|Path, # an audio file (libsndfile formats; others through ffmpeg when installed)
+                  sr:int=SR, # output sample rate
+                  facts:dict|None=None, # filled with declared/decoded seconds and a `truncated` warning (or None)
+                  block_seconds:float=BLOCK_SECONDS,
+                 ):
+    """Yield the recording as consecutive mono float32 blocks at `sr`, decoded and resampled a block at a time.
+
+    `AudioError` names the file for: no such file, undecodable bytes, NaN or infinite samples, no samples at all."""
+    import soundfile as sf, soxr
+    facts = {} if facts is None else facts
+    path = Path(path); suffix = path.suffix.lower()
+    if not path.exists(): raise AudioError(f"{path} does not exist (it was moved or deleted).")
+    if suffix in FFMPEG_SUFFIXES and suffix not in audio_suffixes():
+        yield from _ffmpeg_blocks(path, sr, facts, block_seconds); return
+    try: f = sf.SoundFile(str(path))
+    except Exception as e: raise _decode_error(path, e) from None
+    with f:
+        file_sr, declared = f.samplerate, f.frames
+        declared = wav_declared_frames(path) or declared
+        rs = soxr.ResampleStream(file_sr, sr, 1, dtype='float32', quality='HQ') if file_sr != sr else None
+        n_in = n_out = 0
+        while True:
+            try: x = f.read(int(block_seconds*file_sr), dtype='float32', always_2d=True)
+            except Exception as e: raise _decode_error(path, e) from None
+            last = len(x) == 0
+            if not last:
+                if not np.isfinite(x).all():
+                    at = n_in + int(np.argmax(~np.isfinite(x).all(1)))
+                    raise AudioError(f"{path} holds NaN or infinite samples (the first at {at/file_sr:.3f} s): the file is "
+                                     "damaged or was written from broken data. Re-export it.")
+                n_in += len(x); x = x.mean(1)
+            y = x if rs is None else rs.resample_chunk(x if not last else np.zeros(0, np.float32), last=last)
+            if len(y): n_out += len(y); yield np.clip(y, -1., 1.)
+            if last: break
+    if n_in == 0: raise AudioError(f"{path} holds no samples" + (" (an Ogg file cut before its first page ends)"
+                                                                 if ogg_complete(path) is False else "") + ".")
+    facts.update(seconds=n_in/file_sr, declared_seconds=declared/file_sr if declared else None, truncated=None)
+    if declared and n_in + TRUNCATION_TOLERANCE < declared:
+        facts['truncated'] = (f"truncated: its header promises {declared/file_sr:.2f} s but only {n_in/file_sr:.2f} s "
+                              "could be decoded; the part that is there was indexed.")
+    elif ogg_complete(path) is False:
+        facts['truncated'] = (f"truncated: the Ogg stream has no end-of-stream page (cut off?); the {n_in/file_sr:.2f} s "
+                              "that could be decoded were indexed.")
+
+def _ffmpeg_blocks(path:Path, sr:int, facts:dict, block_seconds:float):
+    "Decode through ffmpeg to mono float32 at `sr`, read from its pipe a block at a time."
+    proc = subprocess.Popen([ffmpeg_path() or 'ffmpeg', '-v', 'error', '-nostdin', '-i', str(path), '-vn', '-f', 'f32le',
+                             '-ac', '1', '-ar', str(sr), '-'], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    n = 0
+    try:
+        while chunk := proc.stdout.read(int(block_seconds*sr)*4):
+            y = np.frombuffer(chunk[:len(chunk)//4*4], np.float32)
+            if not np.isfinite(y).all(): raise AudioError(f"{path} holds NaN or infinite samples. Re-export it.")
+            n += len(y); yield np.clip(y, -1., 1.)
+        err = proc.stderr.read().decode(errors='replace').strip()
+        if proc.wait() != 0 or n == 0:
+            raise AudioError(f"{path}: ffmpeg could not decode it ({err.splitlines()[-1] if err else 'no audio stream'}).")
+    finally:
+        if proc.poll() is None: proc.kill(); proc.wait()
+    facts.update(seconds=n/sr, declared_seconds=None, truncated=None)
+
+def decode_audio(path:str|Path, sr:int=SR, facts:dict|None=None) -> np.ndarray:
+    "The whole recording as one mono float32 array (see `decode_blocks`)."
+    return np.concatenate(list(decode_blocks(path, sr, facts)))
+
 def query_waveform(path:str|Path, # the query clip
                    sr:int=SR, # sample rate the embedder expects
                    patch_samples:int=PATCH_SAMPLES, # the shortest usable query
                    silence_dbfs:float=SILENCE_DBFS, # quieter queries are refused
                   ) -> np.ndarray:
-    "The query as a padded 16 kHz mono waveform; `QueryError` for a non-audio, too short or silent file."
-    try: y = load_audio(path, sr)
+    "The query as a padded 16 kHz mono waveform; `QueryError` for a missing, non-audio, damaged, too short or silent file."
+    if not Path(path).exists(): raise QueryError(f"The query {path} does not exist. Check the path.")
+    try: y = decode_audio(path, sr)
     except AudioError as e:
         raise QueryError(f"The query {path} is not an audio file that can be read ({e}). "
                          "Give a WAV, FLAC, OGG, MP3 or other file soundfile reads.") from None
@@ -198,25 +399,38 @@ def _embedder_here(embedder):
     if embedder not in _EMBEDDER_CACHE: _EMBEDDER_CACHE[embedder] = get_embedder(embedder)
     return _EMBEDDER_CACHE[embedder]
 
+def _is_long(path, long_seconds:float=LONG_SECONDS) -> bool:
+    "Longer than `long_seconds` by its header (or of unknown length): embed it as a stream."
+    import soundfile as sf
+    try: return sf.info(str(path)).duration > long_seconds
+    except Exception: return True  # ffmpeg formats; undecodable files fail in `decode_blocks` with a message
+
 def embed_files(paths:list, # audio files
                 embedder:str|Embedder='yamnet', # embedder or its spec
                 sr:int=SR, # sample rate the embedder expects
+                long_seconds:float=LONG_SECONDS, # longer files are decoded and embedded as a stream
                ) -> dict:
-    "Decode, pad and embed `paths`: dict(vectors (n_ok, d), ok (indices into paths), problems [(path, message)], seconds)."
+    """Decode, check and embed `paths`: dict(vectors (n_ok, d), ok (indices into paths), problems [(path, reason)] for
+    files left out, warnings [(path, reason)] for files kept with a caveat (truncated), seconds)."""
     emb = _embedder_here(embedder)
-    waves, ok, problems, seconds = [], [], [], []
+    vecs, waves, problems, warns, seconds = {}, {}, [], [], {}
     for i, p in enumerate(paths):
-        try: y = load_audio(p, sr)
-        except Exception as e:  # AudioError, or a decoder failing half-way through a file
-            problems.append((str(p), str(e) if isinstance(e, AudioError) else f"Cannot read audio file {p}: {e}"))
-            continue
-        waves.append(pad_to_patches(y, PATCH_SAMPLES, HOP_SAMPLES)); ok.append(i); seconds.append(len(y)/sr)
-    X = np.asarray(emb.embed(waves), np.float32) if waves else np.zeros((0, int(emb.dim)), np.float32)
+        facts = {}
+        try:
+            if _is_long(p, long_seconds): vecs[i] = np.asarray(emb.embed_long(decode_blocks(p, sr, facts)), np.float32)
+            else: waves[i] = pad_to_patches(decode_audio(p, sr, facts), PATCH_SAMPLES, HOP_SAMPLES)
+        except AudioError as e: problems.append((str(p), str(e))); continue
+        except Exception as e:  # a decoder or model failing half-way through a file
+            problems.append((str(p), f"{p} could not be decoded ({type(e).__name__}: {e})")); continue
+        seconds[i] = facts['seconds']
+        if facts.get('truncated'): warns.append((str(p), facts['truncated']))
+    if waves: vecs.update(zip(waves, np.asarray(emb.embed(list(waves.values())), np.float32)))
+    ok = sorted(vecs)
+    X = np.stack([vecs[i] for i in ok]) if ok else np.zeros((0, int(emb.dim)), np.float32)
     bad = ~np.isfinite(X).all(1)
     for j in np.flatnonzero(bad): problems.append((str(paths[ok[j]]), f"{paths[ok[j]]}: the model returned NaN/inf."))
-    keep = ~bad
-    return dict(vectors=l2_normalise(X[keep]), ok=[o for o, k in zip(ok, keep) if k], problems=problems,
-                seconds=[s for s, k in zip(seconds, keep) if k])
+    keep = [o for o, b in zip(ok, bad) if not b]
+    return dict(vectors=l2_normalise(X[~bad]), ok=keep, problems=problems, warnings=warns, seconds=[seconds[i] for i in keep])
 
 # %% ../nbs/07_search.ipynb #4c9fab7f
 def read_labels(labels:str|Path|dict|None, # CSV path, 'esc50', a {file name or stem: label} dict, or None
@@ -245,7 +459,7 @@ def _label_for(lookup:dict|None, rel_path:str) -> str:
     return ''
 
 # %% ../nbs/07_search.ipynb #03d0be2f
-INDEX_FORMAT = 'audio_latent.search/1'
+INDEX_FORMAT = 'audio_latent.store/2'  # one SQLite file (notebook 07a); 'audio_latent.search/1' was loose files
 ANN_THRESHOLD = 50_000
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 40
 HNSW_EF_SEARCH = 256  # reaches recall@10 0.96 at 1M in the benchmark (128: 0.946)
@@ -283,13 +497,13 @@ def set_search_effort(index, effort:int):
     elif isinstance(index, faiss.IndexIVF): index.nprobe = int(effort)
 
 # %% ../nbs/07_search.ipynb #63dcf889
-def _now() -> str: return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+def _now() -> str: return now_utc()
 
 class AudioIndex:
     "Vectors of an audio archive, the files they came from, and the model that made them; searchable with faiss."
     def __init__(self, model:dict, # identity (name, version, pooling, dim) and `spec` of the embedder
                  vectors:np.ndarray|None=None, # (n, dim) unit rows
-                 files:pd.DataFrame|None=None, # path, sha256, seconds, label (one row per vector)
+                 files:pd.DataFrame|None=None, # path, sha256, seconds, label (and size, mtime_ns, status) per vector
                  root:str|Path|None=None, # the folder paths are relative to
                  ann_threshold:int=ANN_THRESHOLD, # from this many vectors on, search approximately instead of exactly
                  ann_kind:str=ANN_KIND, # the approximate index: 'hnsw' or 'ivf'
@@ -297,7 +511,8 @@ class AudioIndex:
                 ):
         self.model = dict(model)
         d = int(self.model['dim'])
-        self.vectors = np.zeros((0, d), np.float32) if vectors is None else np.ascontiguousarray(vectors, np.float32)
+        self.vectors = (np.zeros((0, d), np.float32) if vectors is None else vectors
+                        if isinstance(vectors, np.memmap) and vectors.dtype == np.float32 else np.ascontiguousarray(vectors, np.float32))
         self.files = (pd.DataFrame(columns=['path', 'sha256', 'seconds', 'label']) if files is None
                       else files.reset_index(drop=True))
         if len(self.files) != len(self.vectors): raise ValueError(f"{len(self.files)} files but {len(self.vectors)} vectors.")
@@ -308,6 +523,7 @@ class AudioIndex:
         self.search_effort = int(search_effort or DEFAULT_EFFORT[ann_kind])
         self.created = self.updated = _now()
         self._faiss, self._faiss_n, self._faiss_kind, self._trained_n = None, 0, None, 0
+        self.path, self.build, self.commit, self.token, self.state = None, None, None, None, None  # set by `load`
         self.last_update = {}
 
     def __len__(self): return len(self.vectors)
@@ -321,6 +537,8 @@ class AudioIndex:
     def kind(self) -> str: return self.ann_kind if len(self) >= self.ann_threshold else 'flat'
     @property
     def labelled(self) -> bool: return bool((self.files.label.fillna('') != '').any())
+    @property
+    def settings(self) -> dict: return dict(ann_threshold=self.ann_threshold, ann_kind=self.ann_kind, search_effort=self.search_effort)
 
     def check_model(self, identity:dict):
         "Raise `ModelMismatchError` unless `identity` (name, version, pooling, dim) is the index's."
@@ -340,19 +558,29 @@ class AudioIndex:
 
     def relative(self, path:str|Path) -> str:
         "How a file is stored: relative to the root when under it, else absolute."
-        p = Path(path).absolute()
-        if self.root is not None:
-            try: return p.relative_to(self.root).as_posix()
-            except ValueError:
-                try: return p.resolve().relative_to(self.root).as_posix()
-                except ValueError: pass
-        return str(p)
+        return relative_to_root(path, self.root)
 
     # -- faiss --------------------------------------------------------------------------------------------------------
+    def _ann_cache(self) -> Path|None:
+        "Where the approximate index of this commit is cached (None for an index not loaded from disk)."
+        if self.path is None or self.commit is None: return None
+        return Path(self.path)/f'ann-{self.token}.faiss'
+
     def faiss_index(self):
-        "The faiss index over all vectors (built or extended on first use)."
+        "The faiss index over all vectors (read from the cache of this commit, or built, on first use)."
         kind = self.kind
         regrown = kind == 'ivf' and len(self) > IVF_RETRAIN_GROWTH*max(self._trained_n, 1)
+        if self._faiss is None and kind != 'flat' and (cache := self._ann_cache()) is not None and cache.is_file():
+            import faiss
+            try:
+                self._faiss = faiss.read_index(str(cache))
+                self._faiss_kind, self._faiss_n = kind, self._faiss.ntotal
+                self._trained_n = len(self) if kind == 'ivf' else 0
+                if self._faiss_n != len(self): raise RuntimeError(f"{self._faiss_n} vectors, the index has {len(self)}")
+                return self._faiss
+            except RuntimeError as e:
+                warnings.warn(f"The search cache {cache} is damaged ({str(e).splitlines()[0][:100]}); rebuilt from the index.")
+                self._faiss = None
         if self._faiss is None or self._faiss_kind != kind or regrown:
             self._faiss = make_ann_index(int(self.model['dim']), kind, n_train=len(self))
             self._faiss_kind, self._faiss_n = kind, 0
@@ -360,8 +588,15 @@ class AudioIndex:
                 sample = np.random.default_rng(0).choice(len(self), min(len(self), 64*self._faiss.nlist), replace=False)
                 self._faiss.train(np.ascontiguousarray(self.vectors[np.sort(sample)])); self._trained_n = len(self)
         if self._faiss_n < len(self):
-            self._faiss.add(self.vectors[self._faiss_n:]); self._faiss_n = len(self)
+            self._faiss.add(np.ascontiguousarray(self.vectors[self._faiss_n:])); self._faiss_n = len(self)
+            if kind != 'flat': self._write_ann_cache()
         return self._faiss
+
+    def _write_ann_cache(self):
+        "Save the approximate index for this commit (temporary file + rename); a read-only or full disk only costs speed."
+        import faiss
+        if (cache := self._ann_cache()) is None: return
+        _write_cache(cache, lambda f: faiss.write_index(self._faiss, str(f)), 'ann-*.faiss')
 
     def search(self, Q:np.ndarray, # query vectors (nq, dim) or (dim,), unit rows
                model:dict, # identity of the model that made Q: must be the index's
@@ -370,6 +605,7 @@ class AudioIndex:
               ) -> tuple[np.ndarray, np.ndarray]:
         "Cosine distances and row numbers of the `k` nearest vectors, (nq, k) each, nearest first; -1 pads when k > n."
         self.check_model(model)
+        if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
         Q = l2_normalise(np.atleast_2d(np.asarray(Q, np.float32)))
         if len(self) == 0: return np.full((len(Q), k), np.nan, np.float32), np.full((len(Q), k), -1)
         index = self.faiss_index()
@@ -379,13 +615,30 @@ class AudioIndex:
         D = np.where(I >= 0, 1 - S, np.nan).astype(np.float32)
         return D, I
 
+    def freshness(self, rows:pd.DataFrame) -> list[str]:
+        "Per row: '' when the file is as indexed, else what happened to it (marked missing, gone now, changed)."
+        out = []
+        for r in rows.to_dict('records'):
+            status, size = r.get('status') or 'ok', r.get('size')
+            if status != 'ok': out.append(f"{status} (found so by the last sync)"); continue
+            known = size is not None and not pd.isna(size)
+            if not known and self.path is None: out.append(''); continue
+            try: st = os.stat(self.resolve(r['path']))
+            except OSError: out.append('gone: the file no longer exists'); continue
+            changed = known and (int(size) != st.st_size or int(r['mtime_ns']) != st.st_mtime_ns)
+            out.append('changed since indexing: run `audio-latent sync`' if changed else '')
+        return out
+
     def table(self, D:np.ndarray, I:np.ndarray) -> pd.DataFrame:
-        "One query's neighbours (1-d D, I) as a table: rank, distance, path, label (when labelled), sha256."
+        """One query's neighbours (1-d D, I) as a table: rank, distance, path, label (when labelled), sha256, and `note`
+        when a result's file has vanished or changed since it was indexed."""
         keep = I >= 0
         rows = self.files.iloc[I[keep]].reset_index(drop=True)
         out = pd.DataFrame({'rank': np.arange(1, keep.sum()+1), 'distance': D[keep].round(4), 'path': rows.path})
         if self.labelled: out['label'] = rows.label.fillna('').values
         out['sha256'] = rows.sha256.values
+        notes = self.freshness(rows)
+        if any(notes): out['note'] = notes
         return out
 
     def search_file(self, query:str|Path, # an audio file
@@ -394,6 +647,7 @@ class AudioIndex:
                     effort:int|None=None, # efSearch / nprobe when the search is approximate
                    ) -> pd.DataFrame:
         "The `k` indexed recordings most similar to `query`, nearest first (`QueryError` for unusable clips)."
+        if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
         emb = self.embedder() if embedder is None else get_embedder(embedder)
         self.check_model(identity_of(emb))  # refuse before spending time on the query
         y = query_waveform(query)
@@ -409,82 +663,102 @@ class AudioIndex:
         if not spec: raise ValueError("This index does not record how to rebuild its model; pass `embedder=`.")
         return _embedder_here(spec)
 
-    # -- growing ------------------------------------------------------------------------------------------------------
+    # -- growing in memory ---------------------------------------------------------------------------------------------
     def add_vectors(self, X:np.ndarray, # (m, dim) unit rows
                     files:pd.DataFrame, # path, sha256, seconds, label for each row
                     model:dict, # identity of the model that made X
                    ):
-        "Append vectors (refused if another model made them); the faiss index is extended, not rebuilt."
+        "Append vectors in memory (refused if another model made them); the faiss index is extended, not rebuilt."
         self.check_model(model)
         X = np.asarray(X, np.float32)
         if len(X) != len(files): raise ValueError(f"{len(X)} vectors but {len(files)} files.")
         self.vectors = np.concatenate([self.vectors, X]) if len(self.vectors) else np.ascontiguousarray(X)
-        self.files = pd.concat([self.files, files[['path', 'sha256', 'seconds', 'label']]], ignore_index=True)
-        self.updated = _now()
+        self.files = pd.concat([self.files, files], ignore_index=True)
+        self.updated, self.commit, self.token = _now(), None, None  # no longer the committed version: not cached as such
 
     # -- disk ---------------------------------------------------------------------------------------------------------
     def save(self, path:str|Path) -> Path:
-        "Write the index folder (index.json last, so a half-written folder does not load)."
-        path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        (path/'index.json').unlink(missing_ok=True)
-        # each file is written beside and renamed over the old one: `load` memory-maps vectors.npy, and the old
-        # file must stay intact while the new one is written from it
-        _replace(path/'vectors.npy', lambda f: np.save(f, np.asarray(self.vectors)))
-        _replace(path/'files.csv', lambda f: self.files.to_csv(f, index=False, lineterminator='\n'))
-        ann = None
-        if self.kind != 'flat':
-            import faiss
-            _replace(path/'ann.faiss', lambda f: faiss.write_index(self.faiss_index(), str(f)))
-            ann = dict(kind=self.kind, file='ann.faiss', n=self._faiss_n)
-            ann.update(dict(M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION) if self.kind == 'hnsw'
-                       else dict(nlist=self._faiss.nlist, trained_n=self._trained_n))
-        else: (path/'ann.faiss').unlink(missing_ok=True)
-        meta = dict(format=INDEX_FORMAT, model=self.model, root=self.root, n=len(self), dim=int(self.model['dim']),
-                    labelled=self.labelled, ann_threshold=self.ann_threshold, ann_kind=self.ann_kind,
-                    search_effort=self.search_effort, ann=ann,
-                    created=self.created, updated=self.updated)
-        (path/'index.json').write_text(json.dumps(meta, indent=1) + '\n')
-        return path
+        "Write the whole index to the store in `path` as a new build, made live in one transaction (the old one stays until then)."
+        with Store.create(path) as s, s.write():
+            b = s.new_build(self.model, self.root, self.settings, live=False)
+            s.put(b, [dict({c: r.get(c) for c in ('path', 'size', 'mtime_ns', 'sha256', 'seconds', 'label', 'status')},
+                           vector=self.vectors[i]) for i, r in enumerate(self.files.to_dict('records'))])
+            s.promote(b)
+        return Path(path)
 
     @classmethod
     def load(cls, path:str|Path) -> 'AudioIndex':
-        "Read an index folder written by `save`."
+        "The live build of the index in `path`, all read from one commit (`StoreError` with the fix if it cannot be)."
         path = Path(path)
-        if not (path/'index.json').is_file():
-            raise FileNotFoundError(f"{path} is not an audio_latent index (no index.json). "
-                                    "Create one with `audio-latent index DIR --index PATH`.")
-        meta = json.loads((path/'index.json').read_text())
-        if meta.get('format') != INDEX_FORMAT:
-            raise ValueError(f"{path} has index format {meta.get('format')!r}; this version reads {INDEX_FORMAT!r}.")
-        files = pd.read_csv(path/'files.csv', dtype={'path': str, 'sha256': str, 'label': str}, keep_default_na=False)
-        vectors = np.load(path/'vectors.npy', mmap_mode='r')  # read from disk only where used (search uses faiss's copy)
-        index = cls(meta['model'], vectors, files, meta.get('root'),
-                    meta.get('ann_threshold', ANN_THRESHOLD), meta.get('ann_kind', ANN_KIND), meta.get('search_effort'))
-        index.created, index.updated = meta.get('created'), meta.get('updated')
-        ann = meta.get('ann')
-        if ann and index.kind == ann['kind'] and (path/ann['file']).is_file():
-            import faiss
-            index._faiss = faiss.read_index(str(path/ann['file']))
-            index._faiss_kind, index._faiss_n, index._trained_n = ann['kind'], int(ann['n']), int(ann.get('trained_n', 0))
+        with Store(path, readonly=True) as s, s.snapshot():
+            b = s.build()
+            if b is None: raise StoreError(f"{path} holds no index yet (its first `index` run stopped before committing "
+                                           "anything). Run `audio-latent index DIR --index FOLDER` again.")
+            files, commit, token, dim = s.files(b['id']), s.commit(), s.token(), int(b['model']['dim'])
+            X = _cached_vectors(path/f'vectors-{token}.npy', (len(files), dim))
+            fresh = X is None
+            if fresh: X = s.vectors(b['id'], dim)
+        if fresh: _write_cache(path/f'vectors-{token}.npy', lambda f: _save_npy(f, X), 'vectors-*.npy')
+        st = b['settings']
+        index = cls(b['model'], X, files, b['root'], st.get('ann_threshold', ANN_THRESHOLD), st.get('ann_kind', ANN_KIND),
+                    st.get('search_effort'))
+        index.created, index.updated, index.state = b['created'], b['updated'], b['state']
+        index.path, index.build, index.commit, index.token = str(path), b['id'], commit, token
         return index
+
+def _cached_vectors(file:Path, shape:tuple) -> np.ndarray|None:
+    "The memory-mapped vectors cache of a commit, or None (absent, or damaged: then with a warning)."
+    if not file.is_file(): return None
+    try:
+        X = np.load(file, mmap_mode='r')
+        if X.shape != shape or X.dtype != np.float32: raise ValueError(f"shape {X.shape} {X.dtype}, expected {shape} float32")
+        return X
+    except (OSError, ValueError, EOFError) as e:
+        warnings.warn(f"The vectors cache {file} is damaged ({str(e)[:100]}); read from the index instead.")
+        return None
+
+def _save_npy(file:Path, X:np.ndarray):
+    with open(file, 'wb') as f: np.save(f, X)  # a path not ending in .npy would get the suffix added
+
+def _write_cache(dest:Path, write, pattern:str):
+    "Write a cache file atomically and delete the older ones; a read-only or full disk only costs speed."
+    try:
+        _replace(dest, write)
+        for old in [*dest.parent.glob(pattern), *dest.parent.glob(f'.{pattern}.*.tmp')]:  # older ones, and leftovers of killed writers
+            if old != dest: old.unlink(missing_ok=True)
+    except (OSError, RuntimeError): pass
+
+def relative_to_root(path:str|Path, root:str|None) -> str:
+    "How a file is stored: relative to `root` when under it (through symlinks or not), else absolute."
+    p = Path(path).absolute()
+    if root is not None:
+        try: return p.relative_to(root).as_posix()
+        except ValueError:
+            try: return p.resolve().relative_to(root).as_posix()
+            except ValueError: pass
+    return str(p)
 
 def _replace(dest:Path, write):
     "Write `dest` via a temporary file in the same folder and an atomic rename."
-    tmp = dest.with_name(f'.{dest.name}.tmp{dest.suffix}')
-    write(tmp); os.replace(tmp, dest)
+    tmp = dest.with_name(f'.{dest.name}.{os.getpid()}.tmp')
+    try: write(tmp); os.replace(tmp, dest)
+    finally: tmp.unlink(missing_ok=True)
 
 def _describe(identity:dict) -> str:
     return f"{identity['name']} (version {identity['version']}, pooling {identity['pooling']!r}, {identity['dim']}-d)"
 
 # %% ../nbs/07_search.ipynb #c46f988a
-def _hash_files(paths:list, progress:bool=True) -> list[str]:
+def _hash_files(paths:list, progress:bool=True) -> list:
+    "SHA-256 of each file, or the OSError that stopped it."
     from concurrent.futures import ThreadPoolExecutor
+    def one(p):
+        try: return sha256_file(p)
+        except OSError as e: return e
     with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) + 2)) as ex:
-        return list(tqdm(ex.map(sha256_file, paths), total=len(paths), desc='hash', unit='file',
-                         disable=not progress, leave=False))
+        return list(tqdm(ex.map(one, paths), total=len(paths), desc='hash', unit='file', disable=not progress, leave=False))
 
 def _open_client(dask_client):
-    "(client, closer): `None`, 'local', an address, or a Client."
+    "(client, closer): `None`, 'local', an address, or a Client; an unreachable scheduler is a `ValueError` saying so."
     if dask_client is None: return None, None
     from distributed import Client, LocalCluster
     if isinstance(dask_client, Client): return dask_client, None
@@ -493,111 +767,222 @@ def _open_client(dask_client):
         cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, silence_logs=logging.ERROR)
         client = Client(cluster)
         return client, lambda: (client.close(), cluster.close())
-    client = Client(dask_client)
+    try: client = Client(dask_client, timeout='10s')
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ValueError(f"Cannot reach the Dask scheduler at {dask_client} ({type(e).__name__}: {str(e)[:200]}). Start one "
+                         "(`dask scheduler`, then `dask worker ADDRESS`) or leave --dask out to embed here.") from None
     return client, client.close
 
-def _embed_batches(paths:list, embedder:Embedder, batch_size:int, dask_client, progress:bool) -> dict:
-    "embed_files over batches, locally or on a Dask cluster, results in input order."
+def _embedded_batches(paths:list, embedder:Embedder, batch_size:int, dask_client):
+    "Yield (batch of paths, `embed_files` result) as each batch finishes, locally or on a Dask cluster."
     batches = [paths[i:i+batch_size] for i in range(0, len(paths), batch_size)]
+    if not batches: return
     payload = getattr(embedder, 'spec', None) or embedder  # a spec is light to ship and rebuilt once per worker
-    bar = tqdm(total=len(paths), desc=f'embed ({embedder.name})', unit='file', disable=not progress)
-    results = [None]*len(batches)
     client, close = _open_client(dask_client)
     try:
         if client is None:
-            for b, batch in enumerate(batches):
-                results[b] = embed_files(batch, payload); bar.update(len(batch))
+            for batch in batches: yield batch, embed_files(batch, payload)
         else:
             from distributed import as_completed
             futures = client.map(embed_files, batches, embedder=payload, pure=False)
             where = {f.key: b for b, f in enumerate(futures)}
-            for f in as_completed(futures):
-                b = where[f.key]; results[b] = f.result(); bar.update(len(batches[b]))
+            for f in as_completed(futures): yield batches[where[f.key]], f.result()
     finally:
-        bar.close()
         if close: close()
-    vectors, ok, problems, seconds = [], [], [], []
-    for b, r in enumerate(results):
-        vectors.append(r['vectors']); ok += [b*batch_size + i for i in r['ok']]; problems += r['problems']
-        seconds += r['seconds']
-    X = np.concatenate(vectors) if vectors else np.zeros((0, int(embedder.dim)), np.float32)
-    return dict(vectors=X, ok=ok, problems=problems, seconds=seconds)
 
-def _collect(sources) -> list[Path]:
-    "Audio files from a folder, a file, or a list of either."
-    if isinstance(sources, (str, Path)): sources = [sources]
-    out = []
-    for s in sources:
-        s = Path(s)
-        if s.is_dir(): out += find_audio_files(s)
-        elif s.exists(): out.append(s)
-        else: raise FileNotFoundError(f"{s} does not exist.")
-    return out
+def _stat(p:Path) -> tuple[int, int]:
+    st = os.stat(p); return st.st_size, st.st_mtime_ns
 
-def _update(index:AudioIndex, paths:list, embedder:Embedder, labels, batch_size:int, dask_client, progress:bool) -> dict:
-    "Hash, skip known content, embed, append. Returns a summary (also kept as index.last_update)."
-    t0 = time.perf_counter()
-    hashes = _hash_files(paths, progress)
-    known = set(index.files.sha256)
-    todo, skipped_known, duplicates, seen = [], 0, [], set()
-    for p, h in zip(paths, hashes):
-        if h in known: skipped_known += 1
-        elif h in seen: duplicates.append(str(p))
-        else: seen.add(h); todo.append((p, h))
-    r = _embed_batches([p for p, _ in todo], embedder, batch_size, dask_client, progress)
-    lookup = read_labels(labels)
-    rel = [index.relative(todo[i][0]) for i in r['ok']]
-    files = pd.DataFrame(dict(path=rel, sha256=[todo[i][1] for i in r['ok']], seconds=np.round(r['seconds'], 3),
-                              label=[_label_for(lookup, p) for p in rel]))
-    index.add_vectors(r['vectors'], files, identity_of(embedder))
-    summary = dict(found=len(paths), embedded=len(r['ok']), already_indexed=skipped_known, duplicates=duplicates,
-                   problems=r['problems'], seconds=time.perf_counter() - t0, n=len(index))
-    for path, message in r['problems']: warnings.warn(f"Skipped {path}: {message}")
-    index.last_update = summary
-    return summary
+def _same_stat(row:dict, size:int, mtime_ns:int) -> bool:
+    "The row records this size and mtime (rows migrated from the loose-file format record none)."
+    return not pd.isna(row['size']) and int(row['size']) == size and int(row['mtime_ns']) == mtime_ns
+
+def _under(path:Path, folders:list) -> bool:
+    return any(path == f or f in path.parents for f in folders)
+
+def plan_update(known:pd.DataFrame, # the build's rows (path, size, mtime_ns, sha256, status)
+                paths:list, # files found now
+                root:str|None, # the build's root
+                scope:list|None, # folders whose vanished files count as removed (None: the whole index)
+                progress:bool=False,
+               ) -> dict:
+    """What an update must do, cheapest test first: a path with the size and mtime it was indexed with is unchanged;
+    otherwise its hash decides (same content: only its stat is refreshed; new content: embedded again). A file whose
+    content is already indexed under another path is not embedded twice."""
+    by_path = {r['path']: r for r in known.to_dict('records')}
+    known_sha = set(known.sha256)
+    plan = dict(embed=[], restat=[], revived=[], unchanged=0, already_indexed=0, duplicates=[], changed=[], removed=[],
+                problems=[])
+    to_hash = []
+    for p in paths:
+        rel = relative_to_root(p, root)
+        try: size, mtime = _stat(p)
+        except OSError as e: plan['problems'].append((str(p), f"cannot be read ({e.strerror}): skipped.")); continue
+        old = by_path.get(rel)
+        if old is not None and _same_stat(old, size, mtime):
+            plan['unchanged'] += 1
+            if old['status'] != 'ok': plan['revived'].append(rel)
+        else: to_hash.append((p, rel, size, mtime, old))
+    seen = set()
+    for (p, rel, size, mtime, old), h in zip(to_hash, _hash_files([t[0] for t in to_hash], progress)):
+        if isinstance(h, OSError): plan['problems'].append((str(p), f"cannot be read ({h.strerror}): skipped.")); continue
+        item = dict(file=p, path=rel, size=size, mtime_ns=mtime, sha256=h, label=old['label'] if old else '')
+        if old is not None and old['sha256'] == h: plan['restat'].append(item)  # touched, same content
+        elif old is not None: plan['changed'].append(rel); plan['embed'].append(item); seen.add(h)
+        elif h in known_sha: plan['already_indexed'] += 1
+        elif h in seen: plan['duplicates'].append(str(p))
+        else: seen.add(h); plan['embed'].append(item)
+    found = {relative_to_root(p, root) for p in paths}
+    folders = None if scope is None else [Path(os.path.realpath(f)) for f in scope]  # symlinked spellings agree
+    for rel in by_path:
+        if rel in found: continue
+        full = Path(rel) if Path(rel).is_absolute() or root is None else Path(root)/rel
+        if (folders is None or _under(Path(os.path.realpath(full)), folders)) and not os.path.lexists(full):
+            plan['removed'].append(rel)
+    return plan
 
 # %% ../nbs/07_search.ipynb #7b26702d
+def _run_update(store:Store, build:int, embedder:Embedder, sources, labels, batch_size:int, dask_client, progress:bool,
+                scope:list|None, keep_removed:bool=False) -> dict:
+    """Bring `build` up to date with `sources`: drop (or mark) vanished files and refresh touched ones in one commit,
+    then embed new and changed files and commit each batch as it is done. Returns the run's summary."""
+    t0 = time.perf_counter()
+    client, close = _open_client(dask_client)  # an unreachable scheduler is named before any work
+    try: return _update_with(store, build, embedder, sources, labels, batch_size, client, progress, scope, keep_removed, t0)
+    finally:
+        if close: close()
+
+def _update_with(store, build, embedder, sources, labels, batch_size, dask_client, progress, scope, keep_removed, t0) -> dict:
+    paths, problems = scan_sources(sources) if sources else ([], [])
+    with store.snapshot(): b, known = store.build(build), store.files(build)
+    plan = plan_update(known, paths, b['root'], scope, progress)
+    problems += plan['problems']
+    if plan['removed'] or plan['restat'] or plan['revived']:
+        with store.write():
+            if keep_removed: store.mark(build, plan['removed'], 'missing')
+            else: store.delete(build, plan['removed'])
+            for it in plan['restat']: store.set_stat(build, it['path'], it['size'], it['mtime_ns'])
+            store.mark(build, plan['revived'], 'ok')
+    lookup, items, warns, embedded = read_labels(labels), {str(it['file']): it for it in plan['embed']}, [], 0
+    changed = set(plan['changed'])
+    bar = tqdm(total=len(items), desc=f'embed ({embedder.name})', unit='file', disable=not progress)
+    try:
+        for batch, r in _embedded_batches(list(items), embedder, batch_size, dask_client):
+            rows = []
+            for j, i in enumerate(r['ok']):
+                it = items[batch[i]]
+                rows.append(dict(path=it['path'], size=it['size'], mtime_ns=it['mtime_ns'], sha256=it['sha256'],
+                                 seconds=round(float(r['seconds'][j]), 3), label=_label_for(lookup, it['path']) or it['label'],
+                                 status='ok', vector=r['vectors'][j]))
+            failed_changed = [items[p]['path'] for p, _ in r['problems'] if p in items and items[p]['path'] in changed]
+            with store.write():  # one batch, one commit: a killed run keeps every batch before this one
+                store.put(build, rows)
+                store.delete(build, failed_changed)  # an edited file that no longer decodes loses its stale vector
+            embedded += len(rows); problems += r['problems']; warns += r['warnings']; bar.update(len(batch))
+    finally: bar.close()
+    for path, message in problems: warnings.warn(f"Skipped {path}: {message}")
+    with store.snapshot(): n = store.count(build)
+    return dict(found=len(paths), embedded=embedded, changed=plan['changed'], removed=plan['removed'],
+                kept_removed=keep_removed, refreshed=len(plan['restat']), unchanged=plan['unchanged'],
+                already_indexed=plan['unchanged'] + len(plan['restat']) + plan['already_indexed'],
+                duplicates=plan['duplicates'], problems=problems, warnings=warns,
+                seconds=time.perf_counter() - t0, n=n)
+
+def _loaded(index_path, summary:dict) -> AudioIndex:
+    index = AudioIndex.load(index_path); index.last_update = summary
+    return index
+
+# %% ../nbs/07_search.ipynb #1e07f35c
 def index_folder(folder:str|Path, # the archive: every audio file under it is indexed
                  index_path:str|Path, # the index folder to write
                  model:str|Embedder='yamnet', # embedder spec ('yamnet', 'logmel', 'module:factory') or embedder
                  labels:str|Path|dict|None=None, # labels CSV, 'esc50', or a dict (optional)
                  files:list|None=None, # index these files (under `folder`) instead of everything found
-                 batch_size:int=32, # files embedded per call (and per Dask task)
+                 batch_size:int=32, # files embedded and committed together (and per Dask task)
                  dask_client=None, # None (this process), 'local', a scheduler address, or a distributed.Client
                  ann_threshold:int=ANN_THRESHOLD, # from this many recordings on, search approximately
                  ann_kind:str=ANN_KIND, # the approximate index: 'hnsw' or 'ivf'
                  search_effort:int|None=None, # efSearch (HNSW) or nprobe (IVF)
-                 overwrite:bool=False, # replace an existing index
+                 overwrite:bool=False, # build a new index in place of an existing one (live only once complete)
                  progress:bool=True, # show progress bars
                 ) -> AudioIndex:
-    "Embed every audio file under `folder` and write an index; unreadable files are reported and skipped."
-    index_path = Path(index_path)
-    if (index_path/'index.json').exists() and not overwrite:
-        raise FileExistsError(f"{index_path} already holds an index. Use `add` to add files to it, or overwrite it.")
+    """Embed every audio file under `folder` into the index at `index_path`, committing every batch. Running it again
+    after an interruption resumes the unfinished build; with `overwrite`, the old index serves searches until the new
+    one is complete."""
+    index_path, folder = Path(index_path), Path(folder)
+    if not folder.is_dir(): raise NotADirectoryError(f"{folder} is not a folder. Give the archive folder to index.")
+    if ann_kind not in DEFAULT_EFFORT: raise ValueError(f"ann_kind must be one of {list(DEFAULT_EFFORT)}, got {ann_kind!r}.")
     emb = get_embedder(model)
-    index = AudioIndex(dict(identity_of(emb), spec=getattr(emb, 'spec', None)), root=folder, ann_threshold=ann_threshold,
-                       ann_kind=ann_kind, search_effort=search_effort)
-    paths = _collect(files if files is not None else folder)
-    if not paths: warnings.warn(f"No audio files found under {folder} (looked for {', '.join(sorted(audio_suffixes()))}).")
-    _update(index, paths, emb, labels, batch_size, dask_client, progress)
-    if index_path.exists() and overwrite:
-        for name in ('index.json', 'vectors.npy', 'files.csv', 'ann.faiss'): (index_path/name).unlink(missing_ok=True)
-    index.save(index_path)
-    return index
+    model_d, root = dict(identity_of(emb), spec=getattr(emb, 'spec', None)), str(folder.resolve())
+    settings = dict(ann_threshold=int(ann_threshold), ann_kind=ann_kind,
+                    search_effort=int(search_effort or DEFAULT_EFFORT[ann_kind]))
+    if (index_path/'index.json').exists() and not (index_path/'index.db').exists() and not overwrite:
+        raise FileExistsError(f"{index_path} already holds an index (old format). " + no_index_message(index_path))
+    with Store.create(index_path) as s:
+        s.check_writable()
+        with s.snapshot(): live, builds = s.build(), s.builds()
+        same = [b for b in builds if b['state'] == 'building' and b['model'] == model_d and b['root'] == root]
+        if live is not None and not overwrite:
+            if live['state'] == 'live':
+                raise FileExistsError(f"{index_path} already holds an index. Use `add` to add files to it, `sync` to "
+                                      "refresh it, or overwrite it (--force).")
+            if not same or same[-1]['id'] != live['id']:
+                raise FileExistsError(f"{index_path} holds an unfinished index of {live['root']} with "
+                                      f"{_describe(live['model'])}: run that command again to resume it, or --force.")
+        if same: build = same[-1]['id']  # resume: committed files are skipped as unchanged
+        else:
+            with s.write(): build = s.new_build(model_d, root, settings, live=live is None)
+        summary = _run_update(s, build, emb, list(files) if files is not None else folder, labels, batch_size,
+                              dask_client, progress, scope=None)
+        summary['resumed'] = bool(same)
+        if not summary['found']:
+            warnings.warn(f"No audio files found under {folder} (looked for {', '.join(sorted(audio_suffixes()))}).")
+        with s.write(): s.promote(build)
+    return _loaded(index_path, summary)
+
+def _writable_live(index_path) -> tuple[Store, dict]:
+    "The store, checked writable before any work, and its live build."
+    s = Store(index_path)
+    try:
+        s.check_writable()
+        with s.snapshot(): b = s.build()
+        if b is None: raise StoreError(f"{index_path} holds no index yet. Run `audio-latent index DIR --index {index_path}`.")
+    except BaseException: s.close(); raise
+    return s, b
 
 def add_to_index(index_path:str|Path, # an existing index folder
                  sources, # folder(s) and/or file(s) to add
                  labels:str|Path|dict|None=None, # labels for the new files
                  batch_size:int=32, dask_client=None, progress:bool=True,
                  model:str|Embedder|None=None, # default: the index's own model; any other is refused
+                 keep_removed:bool=False, # mark files vanished from the given folders 'missing' instead of dropping them
                 ) -> AudioIndex:
-    "Embed the files whose content the index lacks (by SHA-256) and append them; old vectors are not recomputed."
-    index = AudioIndex.load(index_path)
-    emb = index.embedder() if model is None else get_embedder(model)
-    index.check_model(identity_of(emb))
-    _update(index, _collect(sources), emb, labels, batch_size, dask_client, progress)
-    index.save(index_path)
-    return index
+    """Embed the files the index lacks, re-embed those changed since indexing (size/mtime, then hash), drop those gone
+    from the given folders; committed batch by batch. Old vectors of unchanged files are not recomputed."""
+    s, b = _writable_live(index_path)
+    with s:
+        emb = _embedder_here(b['model'].get('spec')) if model is None else get_embedder(model)
+        AudioIndex(b['model']).check_model(identity_of(emb))
+        sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+        scope = [Path(x) for x in sources if Path(x).is_dir()]
+        summary = _run_update(s, b['id'], emb, sources, labels, batch_size, dask_client, progress, scope, keep_removed)
+    return _loaded(index_path, summary)
+
+def sync_index(index_path:str|Path, # an existing index folder
+               keep_removed:bool=False, # mark vanished files 'missing' (searches say so) instead of dropping them
+               labels:str|Path|dict|None=None, batch_size:int=32, dask_client=None, progress:bool=True,
+              ) -> AudioIndex:
+    "Bring the whole index up to date with its archive folder: new files added, changed ones re-embedded, vanished ones dropped."
+    s, b = _writable_live(index_path)
+    with s:
+        root = b['root']
+        if root is None or not Path(root).is_dir():
+            raise NotADirectoryError(f"The archive folder {root} of {index_path} is not there (unmounted or moved?). "
+                                     "sync refuses to drop every recording: mount it, or give the files to `add`.")
+        with s.snapshot(): outside = [p for p in s.files(b['id']).path if Path(p).is_absolute() and Path(p).exists()]
+        emb = _embedder_here(b['model'].get('spec'))
+        summary = _run_update(s, b['id'], emb, [root] + outside, labels, batch_size, dask_client, progress, None, keep_removed)
+    return _loaded(index_path, summary)
 
 def search_index(index_path:str|Path|AudioIndex, # index folder (or a loaded index)
                  query:str|Path, # audio file
@@ -605,7 +990,8 @@ def search_index(index_path:str|Path|AudioIndex, # index folder (or a loaded ind
                  model:str|Embedder|None=None, # default: the index's model; any other is refused
                  effort:int|None=None, # efSearch / nprobe when the search is approximate (default: the index's)
                 ) -> pd.DataFrame:
-    "The `k` most similar indexed recordings to `query`: rank, distance (1 - cosine), path, label, sha256, is_query."
+    """The `k` most similar indexed recordings to `query`: rank, distance (1 - cosine), path, label, sha256, is_query,
+    and `note` when a result's file has vanished or changed since it was indexed."""
     index = index_path if isinstance(index_path, AudioIndex) else AudioIndex.load(index_path)
     return index.search_file(query, k, embedder=model, effort=effort)
 

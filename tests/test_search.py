@@ -81,15 +81,17 @@ def test_dog_barks_find_dogs(esc_index):
 
 def test_index_stores_model_and_hashes(esc_index):
     from audio_latent.data import sha256_file
-    meta = json.loads((esc_index['path']/'index.json').read_text())
-    assert {'name', 'version', 'pooling', 'dim', 'spec'} <= set(meta['model'])
-    assert meta['model']['spec'] == MODEL and meta['n'] == N_INDEX
-    files = pd.read_csv(esc_index['path']/'files.csv', keep_default_na=False)
+    from audio_latent.store import Store
+    with Store(esc_index['path'], readonly=True) as s, s.snapshot():
+        build = s.build()
+        assert {'name', 'version', 'pooling', 'dim', 'spec'} <= set(build['model'])
+        assert build['model']['spec'] == MODEL and build['state'] == 'live' and s.count(build['id']) == N_INDEX
+        files = s.files(build['id']); X = s.vectors(build['id'], build['model']['dim'])
     row = files.iloc[7]
     assert row.sha256 == sha256_file(esc_index['archive']/row.path)
+    assert row['size'] == os.stat(esc_index['archive']/row.path).st_size and row.status == 'ok'
     assert set(files.label) <= set(esc_index['clips'].category) and (files.label == 'dog').sum() == 32
-    X = np.load(esc_index['path']/'vectors.npy')
-    assert X.shape == (N_INDEX, meta['dim']) and np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-4)
+    assert X.shape == (N_INDEX, build['model']['dim']) and np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-4)
 
 
 def test_wrong_model_refused(esc_index, tmp_path):
@@ -116,7 +118,7 @@ def test_unreadable_skipped_and_bad_queries(tmp_path, catalogue):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
         idx = index_folder(arch, tmp_path/'idx', model='logmel', progress=False)
-    assert len(idx) == 7 and (tmp_path/'idx'/'index.json').exists()
+    assert len(idx) == 7 and (tmp_path/'idx'/'index.db').exists()
     assert [Path(p).name for p, _ in idx.last_update['problems']] == ['broken.wav']
     assert any('broken.wav' in str(m.message) for m in w)
     sf.write(tmp_path/'silence.wav', np.zeros(32000), 16000)
@@ -138,7 +140,7 @@ def _counting_factory():
 
 
 def test_add_embeds_only_new_files(tmp_path, catalogue):
-    from audio_latent.search import add_to_index, index_folder, register_embedder, search_index
+    from audio_latent.search import AudioIndex, add_to_index, index_folder, register_embedder, search_index
     register_embedder('counting-test', _counting_factory)
     arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:6])
     idx = index_folder(arch, tmp_path/'idx', model='counting-test', labels='esc50', progress=False)
@@ -146,11 +148,11 @@ def test_add_embeds_only_new_files(tmp_path, catalogue):
     _CALLS.clear()
     _link_folder(arch/'new', catalogue.path.iloc[6:9])
     (arch/'copy_of_first.flac').symlink_to(catalogue.path.iloc[0])  # same content under another name
-    before = np.load(tmp_path/'idx'/'vectors.npy')
+    before = AudioIndex.load(tmp_path/'idx').vectors
     idx = add_to_index(tmp_path/'idx', arch, labels='esc50', progress=False)
     assert sum(_CALLS) == 3 and len(idx) == 9
     assert idx.last_update['already_indexed'] == 7  # 6 old + the copy
-    np.testing.assert_array_equal(np.load(tmp_path/'idx'/'vectors.npy')[:6], before)
+    np.testing.assert_array_equal(AudioIndex.load(tmp_path/'idx').vectors[:6], before)
     res = search_index(tmp_path/'idx', catalogue.path.iloc[7], k=3)
     assert res.is_query.iloc[0] and res.path.iloc[0] == 'new/' + Path(catalogue.path.iloc[7]).name
 
@@ -175,13 +177,16 @@ def test_approximate_above_threshold(tmp_path, catalogue, ann):
     arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:30])
     idx = index_folder(arch, tmp_path/'idx', model='logmel', ann_threshold=20, ann_kind=ann, search_effort=64,
                        progress=False)
-    assert idx.kind == ann and (tmp_path/'idx'/'ann.faiss').exists()
+    assert idx.kind == ann
     exact = idx.vectors @ idx.vectors[:5].T
     _, I = AudioIndex.load(tmp_path/'idx').search(idx.vectors[:5], idx.identity, k=1)
     assert (I[:, 0] == exact.argmax(0)).all()
+    assert [p.name for p in (tmp_path/'idx').glob('ann-*.faiss')] == [f'ann-{idx.token}.faiss']
     _link_folder(arch, catalogue.path.iloc[30:33])
     idx = add_to_index(tmp_path/'idx', arch, progress=False)
-    assert len(idx) == 33 and idx._faiss_n == 33
+    assert len(idx) == 33 and idx.kind == ann
+    _, I = idx.search(idx.vectors[30:33], idx.identity, k=1)
+    assert list(I[:, 0]) == [30, 31, 32] and idx._faiss_n == 33
 
 
 def _cli(*args):
