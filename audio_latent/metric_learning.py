@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_metric_learning.ipynb #75741e8b
 from __future__ import annotations
-import math, time
+import hashlib, json, math, time
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -13,20 +14,25 @@ import keras
 from keras import layers
 from tqdm.auto import tqdm
 
+from . import losses as losses_module
 from .losses import (pairwise_embedding_distances, triplet_margin_loss, MINERS, mined_triplet_loss,
                                  nt_xent_loss, supervised_contrastive_loss, cosine_proxy_logits, additive_noise,
                                  random_masking, spec_augment, random_time_crop, mixup, patch_dropout)
 from .retrieval import (DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours,
-                                    evaluate_neighbours)
+                                    evaluate_spaces, inner_fold_score, predictions_from_spaces, linear_probe_scores,
+                                    write_results, write_predictions)
+from .experiment import (load_settings, inner_validation_fold, code_hash, run_id, cached_run,
+                                     record_runs)
 
 # %% auto #0
-__all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'LOSSES', 'SCALERS', 'HEAD_RUN', 'SCRATCH_RUN', 'SIMCLR_RUN',
-           'THESIS_RUN', 'THESIS_TRIPLET_MODELS', 'THESIS_CONTRASTIVE_MODELS', 'PROFILES', 'BandStandardiser',
-           'pool_time', 'thesis_input', 'thesis_model', 'thesis_model_parameters', 'resnet', 'temporal_cnn',
-           'MaskedPatchPooling', 'patch_head', 'input_kind', 'build_model', 'epoch_batches', 'make_augment',
-           'fit_embedding', 'embed', 'crossfold_neighbours', 'held_out_triplets', 'triplet_scores',
-           'triplet_score_rows', 'appendix_table', 'resolve_runs', 'run_inputs', 'model_input_shape',
-           'representation_name', 'run_family']
+__all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'LOSSES', 'SCALERS', 'THESIS_TRIPLET_MODELS',
+           'THESIS_CONTRASTIVE_MODELS', 'LEARNED_FAMILIES', 'FAMILIES', 'BandStandardiser', 'pool_time', 'thesis_input',
+           'thesis_model', 'thesis_model_parameters', 'resnet', 'temporal_cnn', 'MaskedPatchPooling', 'patch_head',
+           'input_kind', 'build_model', 'epoch_batches', 'make_augment', 'fit_embedding', 'embed',
+           'crossfold_neighbours', 'held_out_triplets', 'triplet_outcome', 'triplet_scores', 'triplet_score_rows',
+           'appendix_table', 'run_inputs', 'model_input_shape', 'representation_name', 'MLConfig', 'load_config',
+           'train_fold', 'training_code', 'clips_id', 'inputs_id', 'fold_run', 'select_epochs', 'train_family',
+           'family_record', 'fold_accuracy', 'yamnet_baselines', 'run_metric_learning', 'load_data']
 
 # %% ../nbs/05_metric_learning.ipynb #295b3996
 class BandStandardiser:
@@ -248,6 +254,7 @@ def fit_embedding(encoder:keras.Model, # input -> embedding
                   n_classes:int|None=None, # classes for the proxies (default: max(y) + 1)
                   seed:int=0, # seeds the batches and the augmentation
                   progress:bool=True, # show a progress bar over epochs
+                  on_epoch_end:callable|None=None, # on_epoch_end(epochs done, proxies as numpy or None) after each epoch
                  )->dict: # history: loss per epoch, seconds, and the trained proxies (for 'proxy')
     "Train `encoder` with a metric-learning loss; returns the training history."
     loss_name = run['loss']
@@ -267,7 +274,8 @@ def fit_embedding(encoder:keras.Model, # input -> embedding
     sampler = run.get('sampler', 'shuffle')
     labels_for_batches = y if y is not None else np.zeros(len(X), int)
     steps_per_epoch = len(epoch_batches(labels_for_batches, run['batch_size'], np.random.default_rng(0), sampler))
-    total = max(run['epochs'] * steps_per_epoch, 1)
+    # the schedule's horizon is a fixed setting, not the epochs trained: stopping after E epochs == training E epochs
+    total = max(int(run.get('schedule_epochs') or run['epochs']) * steps_per_epoch, 1)
     warmup = min(steps_per_epoch, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else run['learning_rate'], total - warmup, warmup_target=run['learning_rate'] if warmup else None,
@@ -310,6 +318,7 @@ def fit_embedding(encoder:keras.Model, # input -> embedding
             yb = tf.constant(labels_for_batches[idx], tf.int32)
             losses.append(float(step(tf.constant(X[idx]), yb, tf.constant(step_count, tf.int32)))); step_count += 1
         history.append(float(np.mean(losses)))
+        if on_epoch_end is not None: on_epoch_end(epoch + 1, None if proxies is None else proxies.numpy())
     return dict(loss=history, seconds=time.perf_counter() - t0, proxies=None if proxies is None else proxies.numpy())
 
 def _unit(E): return (E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)).astype(np.float32)
@@ -367,13 +376,21 @@ def _scaler(name):
     if name not in SCALERS: raise ValueError(f"scaler={name!r}: choose one of {SCALERS}")
     return getattr(preprocessing, name)()
 
+def triplet_outcome(d_ap:np.ndarray, # (t,) anchor-positive distances
+                    d_an:np.ndarray, # (t,) anchor-negative distances
+                   )->tuple: # (score, tie rate)
+    "Triplet score counting ties as one half: mean(d_ap < d_an) + 0.5 mean(d_ap == d_an); and the share of ties."
+    d_ap, d_an = np.asarray(d_ap), np.asarray(d_an)
+    ties = float(np.mean(d_ap == d_an))
+    return float(np.mean(d_ap < d_an)) + 0.5 * ties, ties
+
 def triplet_scores(embeddings:dict, # fold -> (n, dim) embeddings of all clips by that fold's model
                    folds:np.ndarray, # (n,) fold of each clip
                    triplets:np.ndarray, # (t, 3) from `held_out_triplets`
                    distances:tuple=DISTANCES, # distance names of the retrieval module
                    scalers:tuple=SCALERS, # scaler names of scikit-learn
-                  )->pd.DataFrame: # columns distance ('<distance>-<scaler>'), fold, n_triplets, score
-    "Share of held-out triplets with d(a, p) < d(a, n), per fold, for every distance-scaler pair."
+                  )->pd.DataFrame: # columns distance ('<distance>-<scaler>'), fold, n_triplets, score, tie_rate
+    "Triplet score (ties count one half) and tie rate of held-out triplets, per fold, for every distance-scaler pair."
     folds = np.asarray(folds); rows = []
     for fold, E in sorted(embeddings.items()):
         tri = triplets[folds[triplets[:, 0]] == fold]
@@ -381,94 +398,37 @@ def triplet_scores(embeddings:dict, # fold -> (n, dim) embeddings of all clips b
         members = np.flatnonzero(folds == fold); local = {g: i for i, g in enumerate(members)}
         a, p, n = (np.array([local[i] for i in tri[:, j]]) for j in range(3))
         for scaler_name in scalers:
-            scaler = _scaler(scaler_name).fit(E[folds != fold])
+            scaler = _scaler(scaler_name).fit(E[folds != fold])     # fitted on the training folds only
             train_scaled, test_scaled = scaler.transform(E[folds != fold]), scaler.transform(E[members])
             for distance in distances:
                 kw = {'V': train_scaled.var(0, ddof=1)} if distance == 'seuclidean' else {}
                 D = pairwise_distances(test_scaled, test_scaled, distance, **kw)
-                rows.append((f'{distance}-{scaler_name}', fold, len(tri), float(np.mean(D[a, p] < D[a, n]))))
-    return pd.DataFrame(rows, columns=['distance', 'fold', 'n_triplets', 'score'])
+                rows.append((f'{distance}-{scaler_name}', fold, len(tri), *triplet_outcome(D[a, p], D[a, n])))
+    return pd.DataFrame(rows, columns=['distance', 'fold', 'n_triplets', 'score', 'tie_rate'])
 
 # %% ../nbs/05_metric_learning.ipynb #12fe72b3
 def triplet_score_rows(scores:pd.DataFrame, # from `triplet_scores`
                        experiment:str, representation:str,
-                      )->pd.DataFrame: # tidy RESULT_COLUMNS rows, metric 'triplet_score', pooled over folds
-    "Tidy rows of the triplet score (share over all folds' triplets) per distance-scaler pair."
-    pooled = scores.groupby('distance', sort=False).apply(
-        lambda g: np.average(g.score, weights=g.n_triplets), include_groups=False)
-    return pd.DataFrame({'experiment': experiment, 'representation': representation, 'distance': pooled.index,
-                         'protocol': 'cross-fold', 'level': 'sub', 'metric': 'triplet_score', 'k': 1,
-                         'value': pooled.to_numpy()})[RESULT_COLUMNS]
+                       run:str='', # run id of the model(s) scored
+                       seed:int=0, # seed of the model(s) scored
+                      )->pd.DataFrame: # tidy RESULT_COLUMNS rows, metrics 'triplet_score' and 'triplet_tie_rate'
+    "Tidy rows of the triplet score and tie rate (pooled over all folds' triplets) per distance-scaler pair."
+    rows = []
+    for metric, col in (('triplet_score', 'score'), ('triplet_tie_rate', 'tie_rate')):
+        pooled = scores.groupby('distance', sort=False).apply(
+            lambda g: np.average(g[col], weights=g.n_triplets), include_groups=False)
+        rows.append(pd.DataFrame({'experiment': experiment, 'representation': representation, 'run': run, 'seed': seed,
+                                  'distance': pooled.index, 'protocol': 'cross-fold', 'level': 'sub', 'metric': metric,
+                                  'k': 1, 'value': pooled.to_numpy()}))
+    return pd.concat(rows, ignore_index=True)[RESULT_COLUMNS]
 
-def appendix_table(rows:pd.DataFrame, # triplet_score rows of one or more representations
+def appendix_table(rows:pd.DataFrame, # triplet_score rows of one or more representations (any seeds)
+                   metric:str='triplet_score', # or 'triplet_tie_rate'
                   )->pd.DataFrame: # the thesis's appendix-A layout: one row per distance-scaler, one column per model
-    "Triplet scores in the thesis's appendix-A layout (percent)."
-    t = rows[rows.metric == 'triplet_score'].pivot(index='distance', columns='representation', values='value') * 100
+    "Triplet scores in the thesis's appendix-A layout (percent; the mean over seeds where a model has several)."
+    t = rows[rows.metric == metric].pivot_table(index='distance', columns='representation', values='value', aggfunc='mean') * 100
     order = [f'{d}-{s}' for d in DISTANCES for s in SCALERS]
     return t.reindex([o for o in order if o in t.index]).round(3)
-
-# %% ../nbs/05_metric_learning.ipynb #5bb6870f
-HEAD_RUN = dict(family='head', model='head', loss='proxy', epochs=30, batch_size=64,
-                learning_rate=1e-3, weight_decay=1e-4, temperature=0.05, label_smoothing=0.1, patch_drop=0.3,
-                hidden=256, embedding_dim=256, dropout=0.3, sampler='shuffle')
-SCRATCH_RUN = dict(family='scratch', model='tcnn', loss='proxy', epochs=80, batch_size=64,
-                   learning_rate=1e-3, weight_decay=1e-4, temperature=0.05, label_smoothing=0.1, mixup=0.4,
-                   crop_frames=128, time_pool=2, sampler='shuffle')
-SIMCLR_RUN = dict(family='simclr', model='tcnn', loss='contrastive', epochs=20, batch_size=64,
-                  learning_rate=1e-3, weight_decay=1e-4, temperature=0.2, noise=0.5, mask=0.2, crop_frames=128,
-                  time_pool=2, sampler='shuffle')
-THESIS_RUN = dict(family='thesis', model='model3', loss='triplet', miner='random', margin=1.0, normalize=False,
-                  epochs=10, batch_size=128, learning_rate=1e-4, sampler='pk', temperature=0.5, crop_frames=256)
-
-# the second thesis's appendix A: Model1-6, ResNet18 and ResNet50 with triplet loss (tables 1-8), two ResNets with
-# contrastive loss (tables 9, 10; its "Model1 ResNet50, 11.7M parameters" has ResNet18's size, so we read it as ResNet18)
-THESIS_TRIPLET_MODELS = ('model1', 'model2', 'model3', 'model4', 'model5', 'model6', 'resnet18', 'resnet50')
-THESIS_CONTRASTIVE_MODELS = ('resnet18', 'resnet50')
-
-def _runs(*runs, **changes):
-    "Copies of `runs` with `changes` applied to each."
-    return [{**r, **changes} for r in runs]
-
-PROFILES = {
-    'tiny': dict(n_per_class=10, classes=list(range(5)), folds=[1], triplets_per_anchor=2,
-                 runs=_runs(HEAD_RUN, {**SCRATCH_RUN, 'crop_frames': 64}, {**SIMCLR_RUN, 'crop_frames': 64},
-                            *[{**THESIS_RUN, 'model': m} for m in THESIS_TRIPLET_MODELS],
-                            *[{**THESIS_RUN, 'model': m, 'loss': 'contrastive', 'sampler': 'shuffle', 'crop_frames': 64}
-                              for m in THESIS_CONTRASTIVE_MODELS], epochs=1, batch_size=16)),
-    'cpu': dict(n_per_class=None, classes=None, folds=[1, 2, 3, 4, 5], triplets_per_anchor=5,
-                runs=[HEAD_RUN, SCRATCH_RUN, {**SIMCLR_RUN, 'epochs': 5}, {**THESIS_RUN, 'model': 'model1', 'epochs': 4}]),
-    'thesis': dict(n_per_class=None, classes=None, folds=[1, 2, 3, 4, 5], triplets_per_anchor=5,
-                   runs=[HEAD_RUN, SCRATCH_RUN, SIMCLR_RUN] +
-                        [{**THESIS_RUN, 'model': m, 'batch_size': b, 'learning_rate': 1e-5, 'epochs': 100}
-                         for m, b in [('model1', 32), ('model2', 32), ('model3', 128), ('model4', 128),
-                                      ('model5', 128), ('model6', 64), ('resnet18', 128), ('resnet50', 128)]] +
-                        [{**THESIS_RUN, 'model': m, 'loss': 'contrastive', 'batch_size': 32, 'learning_rate': 1e-5,
-                          'epochs': 100, 'sampler': 'shuffle'} for m in ('resnet18', 'resnet50')]),
-}
-
-def resolve_runs(profile:str, # a key of PROFILES
-                 families:list|tuple|None=None, # keep only these families (None: all of the profile's)
-                 **overrides, # loss, model, epochs, ... for the thesis-track runs; None values are ignored
-                )->tuple: # (profile settings, list of run dicts)
-    "The runs of a profile, with papermill overrides applied to the thesis-track runs."
-    if profile not in PROFILES: raise ValueError(f"profile={profile!r}: choose one of {list(PROFILES)}")
-    settings = PROFILES[profile]
-    runs = [dict(r) for r in settings['runs']]
-    if families is not None:
-        unknown = set(families) - {'head', 'scratch', 'simclr', 'thesis'}
-        if unknown: raise ValueError(f"families={families!r}: unknown {sorted(unknown)}; use head, scratch, simclr, thesis")
-        runs = [r for r in runs if r['family'] in families]
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides:
-        thesis = [r for r in runs if r['family'] == 'thesis']
-        for r in (thesis[:1] if len(thesis) > 1 else thesis): r.update(overrides)  # a named run replaces the list
-        if len(thesis) > 1: runs = [r for r in runs if r['family'] != 'thesis' or r is thesis[0]]
-    for r in runs:
-        if r['model'] not in MODEL_NAMES: raise ValueError(f"model={r['model']!r}: choose one of {MODEL_NAMES}")
-        if r['loss'] not in LOSSES: raise ValueError(f"loss={r['loss']!r}: choose one of {LOSSES}")
-        if r['loss'] == 'contrastive' and r['family'] == 'thesis': r['sampler'] = 'shuffle'
-        r['input'] = input_kind(r['model'])
-    return settings, runs
 
 # %% ../nbs/05_metric_learning.ipynb #fca0318b
 def run_inputs(run:dict, # a run of a profile
@@ -490,32 +450,321 @@ def representation_name(run:dict)->str:
     "'head/<loss>' for the YAMNet head, '<loss>/<model>' for networks on log-mel."
     return f"head/{run['loss']}" if run['input'] == 'yamnet' else f"{run['loss']}/{run['model']}"
 
-def run_family(run:dict, # a run of a profile
-               data:dict, # the inputs, see `run_inputs`
-               catalogue:pd.DataFrame, # the clips (fold, target)
-               folds:list, # folds to hold out, e.g. [1, 2, 3, 4, 5]
-               seed:int=0, # random seed
-               keep_models:bool=False, # also return each fold's encoder and inputs under 'models'
-              )->dict: # embeddings per fold, proxy-classifier accuracy per fold, history per fold, seconds
-    "Train one model per held-out fold and embed every clip with it."
-    y, fold_of = catalogue.target.to_numpy(), catalogue.fold.to_numpy()
-    out = dict(embeddings={}, proxy_accuracy={}, history={}, seconds={})
-    for fold in folds:
-        train = fold_of != fold
-        X = run_inputs(run, data, train)
-        keras.utils.set_random_seed(seed + fold)
-        encoder = build_model(run['model'], model_input_shape(run, X),
-                              **{k: run[k] for k in ('hidden', 'embedding_dim', 'dropout', 'channels') if k in run})
-        t0 = time.perf_counter()
-        hist = fit_embedding(encoder, X[train], y[train], run, make_augment(run, run['input']), n_classes=50,
-                             seed=seed + fold)
-        out['embeddings'][fold] = embed(encoder, X, crop_frames=run.get('embed_crop_frames'))
-        if keep_models: out.setdefault('models', {})[fold] = (encoder, X)
-        out['seconds'][fold] = time.perf_counter() - t0
-        out['history'][fold] = hist['loss']
-        if hist['proxies'] is not None:
-            P = hist['proxies'] / np.linalg.norm(hist['proxies'], axis=1, keepdims=True)
-            held = fold_of == fold
-            out['proxy_accuracy'][fold] = float(((out['embeddings'][fold][held] @ P.T).argmax(1) == y[held]).mean())
-        print(f"{representation_name(run)} fold {fold}: {out['seconds'][fold]:.0f} s, final loss {hist['loss'][-1]:.3f}", flush=True)
+
+# %% ../nbs/05_metric_learning.ipynb #5bb6870f
+# the second thesis's appendix A: Model1-6, ResNet18 and ResNet50 with triplet loss (tables 1-8), two ResNets with
+# contrastive loss (tables 9, 10; its "Model1 ResNet50, 11.7M parameters" has ResNet18's size, so we read it as ResNet18)
+THESIS_TRIPLET_MODELS = ('model1', 'model2', 'model3', 'model4', 'model5', 'model6', 'resnet18', 'resnet50')
+THESIS_CONTRASTIVE_MODELS = ('resnet18', 'resnet50')
+LEARNED_FAMILIES = ('head', 'scratch', 'simclr')   # epochs selected per outer fold, final models for every seed
+FAMILIES = LEARNED_FAMILIES + ('thesis',)          # thesis: the second thesis's models at fixed settings, seed 0
+
+@dataclass
+class MLConfig:
+    "Typed settings of the metric-learning experiment (one profile of `reports/params.yaml`)."
+    profile:str='cpu'
+    folds:list=field(default_factory=lambda: [1, 2, 3, 4, 5]) # outer (test) folds
+    seeds:list=field(default_factory=lambda: [0, 1, 2]) # seeds of the learned families' final models
+    selection_seed:int=0 # seed of the epoch-selection runs and of the thesis-track runs
+    n_per_class:int|None=None # clips per class (None: all)
+    classes:list|None=None # ESC-50 targets to keep (None: all 50)
+    triplets_per_anchor:int=5 # held-out triplets per anchor clip
+    n_boot:int=1000 # bootstrap resamples of the accuracy CI
+    families:list=field(default_factory=lambda: list(FAMILIES)) # which families to run
+    head:dict=field(default_factory=dict) # run settings of the head on YAMNet, with `candidates` (epochs)
+    scratch:dict=field(default_factory=dict) # the CNN from scratch
+    simclr:dict=field(default_factory=dict) # SimCLR with the same CNN
+    thesis:list=field(default_factory=list) # the thesis-track runs (fixed epochs, `stand_in` text)
+
+    @classmethod
+    def from_settings(cls, settings:dict, profile:str='cpu')->'MLConfig':
+        "Build from `load_settings('metric_learning', profile, overrides)`; unknown keys raise."
+        known = {f for f in cls.__dataclass_fields__}
+        if unknown := set(settings) - known: raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        cfg = cls(profile=profile, **{k: v for k, v in settings.items() if k != 'profile'})
+        if bad := set(cfg.families) - set(FAMILIES): raise ValueError(f"families={cfg.families}: unknown {sorted(bad)}; use {FAMILIES}")
+        return cfg
+
+    def runs(self)->list:
+        "The run dicts of the chosen families: `family`, `input`, `schedule_epochs` filled in and checked."
+        out = []
+        for fam in self.families:
+            for r in ([getattr(self, fam)] if fam in LEARNED_FAMILIES else self.thesis):
+                r = {**r, 'family': fam}
+                if r.get('model') not in MODEL_NAMES: raise ValueError(f"model={r.get('model')!r}: choose one of {MODEL_NAMES}")
+                if r.get('loss') not in LOSSES: raise ValueError(f"loss={r.get('loss')!r}: choose one of {LOSSES}")
+                if fam in LEARNED_FAMILIES:
+                    if not r.get('candidates'): raise ValueError(f"{fam}: needs a list of candidate epochs")
+                    r['candidates'] = sorted(int(e) for e in r['candidates'])
+                    r['epochs'] = r['schedule_epochs'] = r['candidates'][-1]
+                else:
+                    r['schedule_epochs'] = r['epochs']
+                    if r['loss'] == 'contrastive': r['sampler'] = 'shuffle'
+                r['input'] = input_kind(r['model'])
+                out.append(r)
+        return out
+
+def load_config(profile:str='cpu', # 'cpu', 'tiny' or 'thesis'
+                overrides:dict|None=None, # papermill parameters; None values are ignored
+                params_file:str|Path|None=None, # default: reports/params.yaml
+               )->MLConfig:
+    "The experiment's typed settings for a profile."
+    return MLConfig.from_settings(load_settings('metric_learning', profile, overrides, params_file), profile)
+
+# %% ../nbs/05_metric_learning.ipynb #15788478
+def train_fold(run:dict, # a run of `MLConfig.runs()`
+               data:dict, # 'yamnet' (n, 10, 1024) and/or 'logmel' (n, frames, 64), aligned with `y`
+               y:np.ndarray, # (n,) integer class of every clip
+               fold_of:np.ndarray, # (n,) fold of every clip
+               train_folds:list, # folds the model trains on
+               seed:int=0, # seeds the initial weights, the batches and the augmentation
+               checkpoints:list|None=None, # epochs after which to embed every clip (default: [run['epochs']])
+               progress:bool=False, # progress bar over epochs
+              )->dict: # 'embeddings_<e>' (n, dim) per checkpoint, 'proxies_<e>' (proxy loss), 'loss' per epoch
+    "Train one model on the clips of `train_folds` and embed ALL clips at each checkpoint epoch."
+    train = np.isin(fold_of, train_folds)
+    X = run_inputs(run, data, train)      # standardised on the training clips only
+    checkpoints = sorted({int(e) for e in (checkpoints or [run['epochs']])})
+    keras.utils.set_random_seed(seed)
+    encoder = build_model(run['model'], model_input_shape(run, X),
+                          **{k: run[k] for k in ('hidden', 'embedding_dim', 'dropout', 'channels') if k in run})
+    out = {}
+    def on_epoch_end(epoch, proxies):
+        if epoch in checkpoints:
+            out[f'embeddings_{epoch}'] = embed(encoder, X, crop_frames=run.get('embed_crop_frames'))
+            if proxies is not None: out[f'proxies_{epoch}'] = np.asarray(proxies, np.float32)
+    hist = fit_embedding(encoder, X[train], y[train], {**run, 'epochs': checkpoints[-1]}, make_augment(run, run['input']),
+                         n_classes=50, seed=seed, progress=progress, on_epoch_end=on_epoch_end)
+    out['loss'] = np.asarray(hist['loss'], np.float64)
     return out
+
+def training_code()->str:
+    "code_hash of everything that determines a trained run's arrays (inputs, models, losses, training loop)."
+    # hashed from the exported module (the notebook's cells have no source file for classes, and a kernel that runs
+    # the notebook and one that imports the package must agree on the id, so `make report` reuses cached runs)
+    import audio_latent.metric_learning as m
+    return code_hash(m.BandStandardiser, m.pool_time, m.thesis_input, m.thesis_model, m._conv_bn, m._basic_block,
+                     m._bottleneck_block, m.resnet, m.temporal_cnn, m.MaskedPatchPooling, m.patch_head, m.input_kind,
+                     m.build_model, m.epoch_batches, m.make_augment, m.fit_embedding, m._unit, m.embed, m.run_inputs,
+                     m.model_input_shape, m.train_fold, m.fold_run, losses_module)
+
+def clips_id(catalogue:pd.DataFrame)->str:
+    "A short id of the clips (their stems, in order) a run used."
+    return hashlib.sha256(','.join(catalogue.stem.astype(str)).encode()).hexdigest()[:12]
+
+def inputs_id(run:dict, data:dict)->str:
+    "A short id of the input array a run trains on (its bytes): the cache key changes when the inputs do."
+    X = np.ascontiguousarray(data['yamnet' if run['input'] == 'yamnet' else 'logmel'])
+    return hashlib.sha256(X.view(np.uint8)).hexdigest()[:12]
+
+def fold_run(run:dict, # a run of `MLConfig.runs()`
+             data:dict, catalogue:pd.DataFrame, # inputs and the clips (fold, target, stem), aligned
+             outer_fold:int, # the outer test fold k: never trained on
+             seed:int, # seed of this model
+             role:str='final', # 'select': train on the folds other than k and v = inner_validation_fold(k); 'final': all but k
+             checkpoints:list|None=None, # epochs to embed at (default: [run['epochs']])
+             cache:str|Path|None=None, # cache folder (default: the project's)
+             inputs:str|None=None, # `inputs_id(run, data)` if already computed
+            )->tuple: # (arrays of `train_fold`, meta with 'run', 'wall_s', 'commit', 'created')
+    "One cached training run of the experiment: model for outer fold k, seed, role."
+    all_folds = sorted(int(f) for f in catalogue.fold.unique())
+    if role not in ('select', 'final'): raise ValueError(f"role={role!r}: use 'select' or 'final'")
+    held = {outer_fold, inner_validation_fold(outer_fold, all_folds)} if role == 'select' else {outer_fold}
+    train_folds = [f for f in all_folds if f not in held]
+    checkpoints = sorted({int(e) for e in (checkpoints or [run['epochs']])})
+    settings = dict(experiment='metric_learning', role=role, outer_fold=int(outer_fold), train_folds=train_folds,
+                    seed=int(seed), checkpoints=checkpoints, clips=clips_id(catalogue), n_clips=len(catalogue),
+                    inputs=inputs or inputs_id(run, data),
+                    run={k: v for k, v in run.items() if k not in ('stand_in', 'candidates', 'epochs')},
+                    architecture=THESIS_MODEL_TABLE.get(run['model']))
+    compute = lambda: train_fold(run, data, catalogue.target.to_numpy(), catalogue.fold.to_numpy(), train_folds,
+                                 1000 * int(seed) + int(outer_fold), checkpoints)
+    return cached_run(settings, compute, training_code(), cache)
+
+# %% ../nbs/05_metric_learning.ipynb #071eb27f
+def select_epochs(run:dict, # a learned family's run, with `candidates`
+                  data:dict, catalogue:pd.DataFrame, # inputs and clips, aligned
+                  folds:list, # outer folds to select for
+                  seed:int=0, # seed of the selection runs
+                  cache:str|Path|None=None,
+                  inputs:str|None=None, # `inputs_id(run, data)` if already computed
+                 )->tuple: # (chosen {k: epochs}, scores DataFrame, list of metas)
+    "Per outer fold k: train on 3 folds, score each candidate epoch count on v = inner_validation_fold(k); best wins, ties -> fewer."
+    all_folds = sorted(int(f) for f in catalogue.fold.unique())
+    chosen, rows, metas = {}, [], []
+    for k in folds:
+        v = inner_validation_fold(k, all_folds)
+        arrays, meta = fold_run(run, data, catalogue, k, seed, 'select', run['candidates'], cache, inputs)
+        metas.append(meta)
+        gallery = [f for f in all_folds if f != k]
+        scores = {e: inner_fold_score({v: arrays[f'embeddings_{e}']}, catalogue, gallery_folds=gallery)
+                  for e in run['candidates']}
+        key = {e: (s if np.isfinite(s) else -np.inf) for e, s in scores.items()}
+        chosen[k] = best = max(run['candidates'], key=lambda e: (key[e], -e))
+        rows += [dict(outer_fold=k, inner_fold=v, epochs=e, inner_map_at_r=s, chosen=e == best, run=meta['run'])
+                 for e, s in scores.items()]
+    return chosen, pd.DataFrame(rows), metas
+
+# %% ../nbs/05_metric_learning.ipynb #73196a9c
+def _commits(metas): return ','.join(sorted({str(m.get('commit', '')) for m in metas}))
+
+def _spaces_run(representation, seed, metas)->str:
+    "One run id for a representation and seed: the ids of its fold models."
+    return run_id(dict(representation=representation, seed=int(seed), folds=sorted(m['run'] for m in metas)), '')
+
+def train_family(run:dict, # a run of `MLConfig.runs()`
+                 data:dict, catalogue:pd.DataFrame,
+                 config:MLConfig,
+                 cache:str|Path|None=None,
+                )->dict: # per seed: spaces {k: E}, proxies, loss, metas; chosen, selection table, selection metas
+    "Select the epochs per outer fold (learned families, seed `selection_seed`), then train the final fold models per seed."
+    learned, inputs = run['family'] in LEARNED_FAMILIES, inputs_id(run, data)
+    if learned:
+        chosen, selection, select_metas = select_epochs(run, data, catalogue, config.folds, config.selection_seed, cache, inputs)
+        seeds = list(config.seeds)
+    else:
+        chosen, selection, select_metas = {k: int(run['epochs']) for k in config.folds}, pd.DataFrame(), []
+        seeds = [config.selection_seed]
+    out = dict(run=run, chosen=chosen, selection=selection, select_metas=select_metas, seeds={})
+    for s in seeds:
+        res = dict(spaces={}, proxies={}, loss={}, metas=[])
+        for k in config.folds:
+            arrays, meta = fold_run({**run, 'epochs': chosen[k]}, data, catalogue, k, s, 'final', [chosen[k]], cache, inputs)
+            res['spaces'][k] = arrays[f'embeddings_{chosen[k]}']
+            if f'proxies_{chosen[k]}' in arrays: res['proxies'][k] = arrays[f'proxies_{chosen[k]}']
+            res['loss'][k] = arrays['loss']; res['metas'].append(meta)
+        res['run'] = _spaces_run(representation_name(run), s, res['metas'])
+        out['seeds'][s] = res
+    return out
+
+def family_record(fam:dict, # from `train_family`
+                  seed:int, n_clips:int,
+                 )->dict: # one record for `record_runs`
+    "The provenance record of one (representation, seed)."
+    run, res = fam['run'], fam['seeds'][seed]
+    if run['family'] in LEARNED_FAMILIES:
+        cands = run['candidates']
+        selection = (f"epochs in {{{','.join(map(str, cands))}}} by inner-fold MAP@R (cosine, sub; train 3 folds, validate on "
+                     f"inner_validation_fold(k), gallery = the 4 non-test folds), per outer fold, seed 0, ties -> fewer epochs; "
+                     f"selection runs {sum(m['wall_s'] for m in fam['select_metas']):.0f} s; other hyper-parameters fixed earlier, not re-selected")
+        n_cand = len(cands)
+    else:
+        selection, n_cand = 'none: fixed settings', 1
+    return dict(run=res['run'], representation=representation_name(run), seed=int(seed),
+                uses_labels=run['loss'] != 'contrastive', exact=False,
+                settings={k: v for k, v in run.items() if k != 'stand_in'}, selection=selection, n_candidates=n_cand,
+                chosen={int(k): int(v) for k, v in fam['chosen'].items()}, data=f"ESC-50, {n_clips} clips",
+                code=training_code(), commit=_commits(res['metas'] + fam['select_metas']),
+                wall_s=float(sum(m['wall_s'] for m in res['metas'])), stand_in=run.get('stand_in', ''))
+
+def fold_accuracy(spaces:dict, # fold -> (n, dim) embeddings of all clips
+                  catalogue:pd.DataFrame,
+                 )->dict: # fold -> cross-fold cosine 1-NN accuracy of that fold's queries
+    "Per-fold 1-NN accuracy (cosine, cross-fold), for the per-fold figure."
+    y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy()
+    q, nn = crossfold_neighbours(spaces, f, 'cosine', k=1)
+    return {k: float((y[nn[f[q] == k, 0]] == y[q][f[q] == k]).mean()) for k in sorted(spaces)}
+
+def _proxy_accuracy(spaces, proxies, catalogue):
+    "Accuracy of the trained proxies as a classifier of the held-out clips, pooled over folds."
+    y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy(); hits = n = 0
+    for k, E in spaces.items():
+        P = proxies[k] / np.linalg.norm(proxies[k], axis=1, keepdims=True); held = f == k
+        hits += int(((E[held] @ P.T).argmax(1) == y[held]).sum()); n += int(held.sum())
+    return hits / n
+
+def yamnet_baselines(data:dict, catalogue:pd.DataFrame, config:MLConfig, experiment:str='metric_learning',
+                     cache:str|Path|None=None,
+                    )->dict: # rows, predictions, records, fold_accuracy
+    "Frozen YAMNet mean pooling (1-NN search) and the logistic regression on it, on the same outer folds."
+    from threadpoolctl import threadpool_limits
+    X_mean = data['yamnet'].mean(1); y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy()
+    spaces = {k: X_mean for k in config.folds}
+    base = dict(clips=clips_id(catalogue), n_clips=len(catalogue), folds=list(config.folds))
+    yam_run = run_id(dict(representation='yamnet/mean', **base), code_hash(linear_probe_scores))
+    rows = [evaluate_spaces(spaces, catalogue, experiment, 'yamnet/mean', yam_run, seed=0, n_boot=config.n_boot)]
+    preds = predictions_from_spaces(spaces, catalogue, 'yamnet/mean', yam_run, seed=0)
+    def probe():
+        with threadpool_limits(1): return {'accuracy': np.asarray(linear_probe_scores(X_mean, y, f), np.float64)}
+    arrays, meta = cached_run(dict(experiment=experiment, representation='yamnet/mean logreg', C=1.0, **base), probe,
+                              code_hash(linear_probe_scores), cache)
+    folds_all = sorted(int(k) for k in np.unique(f))
+    per_fold = {k: float(arrays['accuracy'][folds_all.index(k)]) for k in config.folds}
+    n_q = {k: int((f == k).sum()) for k in config.folds}
+    acc = sum(per_fold[k] * n_q[k] for k in config.folds) / sum(n_q.values())
+    rows.append(pd.DataFrame([dict(experiment=experiment, representation='yamnet/mean', run=meta['run'], seed=0,
+                                   distance='logreg', protocol='cross-fold', level='sub', metric='classifier_accuracy',
+                                   k=1, value=acc)])[RESULT_COLUMNS])
+    common = dict(seed=0, uses_labels=False, exact=True, selection='none: fixed (no training)', n_candidates=1,
+                  chosen={}, data=f"ESC-50, {len(catalogue)} clips", stand_in='')
+    records = [dict(run=yam_run, representation='yamnet/mean', settings=dict(pooling='mean', distance='1-NN'),
+                    code=code_hash(linear_probe_scores), commit='', wall_s=0.0, **common),
+               dict(run=meta['run'], representation='yamnet/mean logreg', settings=dict(model='logreg', C=1.0),
+                    code=code_hash(linear_probe_scores), commit=str(meta.get('commit', '')), wall_s=float(meta['wall_s']),
+                    **{**common, 'uses_labels': True, 'selection': 'none: C = 1 fixed'})]
+    return dict(rows=rows, predictions=[preds], records=records, spaces=spaces,
+                fold_accuracy={'yamnet/mean': fold_accuracy(spaces, catalogue), 'yamnet/mean logreg': per_fold})
+
+def run_metric_learning(config:MLConfig, # from `load_config`
+                        catalogue:pd.DataFrame, # the clips (stem, fold, target, src_file), aligned with `data`
+                        data:dict, # 'yamnet' (n, 10, 1024) patch embeddings; 'logmel' (n, frames, 64) where a run needs it
+                        reports:str|Path|None=None, # reports folder to write into (None: the project's; False: write nothing)
+                        cache:str|Path|None=None, # cache of trained runs (None: the project's)
+                        experiment:str='metric_learning',
+                       )->dict: # results, predictions, records, selection, fold_accuracy, loss, timings
+    "The whole experiment: baselines, per-family epoch selection, final models per seed, evaluation, triplet scores."
+    t0, timings = time.perf_counter(), {}
+    base = yamnet_baselines(data, catalogue, config, experiment, cache)
+    rows, predictions, records = base['rows'], base['predictions'], base['records']
+    folds_acc, losses, selections = dict(base['fold_accuracy']), {}, []
+    triplets = held_out_triplets(catalogue.target.to_numpy(), catalogue.fold.to_numpy(), config.triplets_per_anchor, 0)
+    triplets = triplets[np.isin(catalogue.fold.to_numpy()[triplets[:, 0]], config.folds)]
+    fold_of = catalogue.fold.to_numpy()
+    rows.append(triplet_score_rows(triplet_scores(base['spaces'], fold_of, triplets), experiment, 'yamnet/mean',
+                                   records[0]['run'], 0))
+    for run in config.runs():
+        name, t = representation_name(run), time.perf_counter()
+        fam = train_family(run, data, catalogue, config, cache)
+        timings[name] = time.perf_counter() - t
+        if len(fam['selection']): selections.append(fam['selection'].assign(representation=name))
+        for s, res in fam['seeds'].items():
+            rows.append(evaluate_spaces(res['spaces'], catalogue, experiment, name, res['run'], seed=s, n_boot=config.n_boot))
+            if res['proxies']:
+                rows.append(pd.DataFrame([dict(experiment=experiment, representation=name, run=res['run'], seed=s,
+                                               distance='proxy-classifier', protocol='cross-fold', level='sub',
+                                               metric='classifier_accuracy', k=1,
+                                               value=_proxy_accuracy(res['spaces'], res['proxies'], catalogue))])[RESULT_COLUMNS])
+            rows.append(triplet_score_rows(triplet_scores(res['spaces'], fold_of, triplets), experiment, name, res['run'], s))
+            if s == min(fam['seeds']):
+                predictions.append(predictions_from_spaces(res['spaces'], catalogue, name, res['run'], seed=s))
+            folds_acc[f'{name} seed {s}'] = fold_accuracy(res['spaces'], catalogue)
+            losses[f'{name} seed {s}'] = res['loss']
+            records.append(family_record(fam, s, len(catalogue)))
+        print(f"{name}: chosen epochs {fam['chosen']}; {timings[name]:.0f} s", flush=True)
+    results = pd.concat(rows, ignore_index=True)[RESULT_COLUMNS]
+    preds = pd.concat(predictions, ignore_index=True)
+    timings['total'] = time.perf_counter() - t0
+    if reports is not False:
+        write_results(results, experiment, reports); write_predictions(preds, experiment, reports)
+        record_runs(records, experiment, reports)
+    return dict(results=results, predictions=preds, records=records, timings=timings, loss=losses,
+                selection=pd.concat(selections, ignore_index=True) if selections else pd.DataFrame(),
+                fold_accuracy=folds_acc)
+
+def load_data(config:MLConfig, # which clips (n_per_class, classes) and which inputs (the runs' input kinds)
+              data_dir:str|Path|None=None, # ESC-50 folder (None: $AUDIO_LATENT_DATA, then the cache)
+             )->tuple: # (catalogue, data dict)
+    "The clips of a profile and the inputs its runs need (YAMNet patch embeddings always: the baselines use them)."
+    from audio_latent.data import esc50_catalogue, subset_catalogue, load_esc50_audio
+    from audio_latent.features import logmel
+    from audio_latent import yamnet as yamnet_module
+    catalogue = esc50_catalogue(data_dir)
+    if config.n_per_class or config.classes:
+        catalogue = subset_catalogue(catalogue, config.n_per_class, config.classes, seed=0)
+    audio, catalogue = load_esc50_audio(catalogue)
+    data = {}
+    if any(r['input'] in ('logmel', 'thesis') for r in config.runs()): data['logmel'] = logmel(audio)
+    E, _, yam_cat = yamnet_module.esc50_embeddings(catalogue, progress=False)
+    if not (yam_cat.stem.to_numpy() == catalogue.stem.to_numpy()).all(): raise ValueError("YAMNet embeddings are not aligned with the clips")
+    data['yamnet'] = E
+    return catalogue.reset_index(drop=True), data

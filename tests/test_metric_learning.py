@@ -1,4 +1,5 @@
 "Metric learning: the losses on hand-computed cases, and the notebook end to end (tiny profile, real clips)."
+import json
 import numpy as np, pandas as pd, pytest
 
 from audio_latent.retrieval import RESULT_COLUMNS, DISTANCES
@@ -26,19 +27,62 @@ def test_nt_xent_matches_numpy():
     assert float(nt_xent_loss(z1, z2, t)) == pytest.approx(expected, abs=1e-4)
 
 
+def test_triplet_score_counts_ties_as_half():
+    from audio_latent.metric_learning import triplet_outcome
+    assert triplet_outcome([1, 2, 3, 0], [2, 2, 1, 0]) == (0.5, 0.5)
+    assert triplet_outcome([1.0], [1.0]) == (0.5, 1.0)
+
+
+def test_cpu_profile_settings():
+    "The cpu profile: 3 seeds, 5 outer folds, the epoch candidates of each learned family, the stand-in marked."
+    from audio_latent.metric_learning import load_config, representation_name
+    cfg = load_config('cpu'); runs = {representation_name(r): r for r in cfg.runs()}
+    assert cfg.seeds == [0, 1, 2] and cfg.folds == [1, 2, 3, 4, 5]
+    assert set(runs) == {'head/proxy', 'proxy/tcnn', 'contrastive/tcnn', 'triplet/model1'}
+    for name in ('head/proxy', 'proxy/tcnn', 'contrastive/tcnn'):
+        assert len(runs[name]['candidates']) >= 2 and runs[name]['schedule_epochs'] == max(runs[name]['candidates'])
+    assert 'one seed' in runs['triplet/model1']['stand_in']
+
+
 def test_notebook_tiny_profile_on_real_clips(notebook_runner):
     reports = notebook_runner('05_metric_learning.ipynb', profile='tiny')
     df = pd.read_csv(reports/'results'/'metric_learning.csv')
-    assert list(df.columns) == RESULT_COLUMNS and df.value.notna().all()
+    runs = pd.read_csv(reports/'results'/'runs.csv', keep_default_na=False)
+    runs = runs[runs.experiment == 'metric_learning']
+    assert list(df.columns) == RESULT_COLUMNS and df.value.notna().all() and np.isfinite(df.value).all()
     reps = set(df.representation)
     assert {'head/proxy', 'proxy/tcnn', 'contrastive/tcnn', 'triplet/model1', 'yamnet/mean'} <= reps
+    # every row's run is recorded in runs.csv, under the same representation and seed
+    assert set(df.run) <= set(runs.run), set(df.run) - set(runs.run)
+    key = set(zip(runs.run, runs.representation, runs.seed.astype(int)))
+    rows = df[df.distance != 'logreg']
+    assert set(zip(rows.run, rows.representation, rows.seed.astype(int))) <= key
+    # learned families: one result set and one record per seed 0, 1, 2, with the chosen epochs per outer fold
+    for name, labels in (('head/proxy', True), ('proxy/tcnn', True), ('contrastive/tcnn', False)):
+        assert sorted(df[df.representation == name].seed.unique()) == [0, 1, 2], name
+        rec = runs[runs.representation == name]
+        assert sorted(rec.seed.astype(int)) == [0, 1, 2] and rec.run.nunique() == 3, name
+        assert (rec.uses_labels.astype(str) == str(labels)).all(), name
+        assert (rec.n_candidates.astype(int) >= 2).all() and rec.selection.str.contains('inner').all(), name
+        chosen = [json.loads(c) for c in rec.chosen]
+        assert all(set(c) == {'1'} and c['1'] in (1, 2) for c in chosen), chosen
+    # the stand-ins say so
+    thesis_recs = runs[runs.representation.str.startswith(('triplet/', 'contrastive/resnet'))]
+    assert len(thesis_recs) == 10 and (thesis_recs.stand_in.str.len() > 0).all()
     acc = df[(df.metric == 'accuracy') & (df.level == 'sub') & (df.protocol == 'cross-fold')]
     assert acc.value.between(0, 1).all() and set(acc.representation) >= {'head/proxy', 'triplet/model1'}
+    assert set(df.protocol) >= {'loo', 'cross-fold'}
     ts = df[df.metric == 'triplet_score']
-    # the appendix-A grid: 9 distances x 3 scalers for the thesis model
-    grid = set(ts[ts.representation == 'triplet/model1'].distance)
-    assert grid == {f'{d}-{s}' for d in DISTANCES for s in ('MinMaxScaler', 'StandardScaler', 'Normalizer')}
+    # the appendix-A grid: 9 distances x 3 scalers for the thesis model, with its tie rate
+    grid = {f'{d}-{s}' for d in DISTANCES for s in ('MinMaxScaler', 'StandardScaler', 'Normalizer')}
+    assert set(ts[ts.representation == 'triplet/model1'].distance) == grid
+    ties = df[df.metric == 'triplet_tie_rate']
+    assert set(ties[ties.representation == 'triplet/model1'].distance) == grid and ties.value.between(0, 1).all()
+    # a learned model's dense continuous embedding: every coordinate differs, so hamming ties every triplet
+    assert ties[(ties.distance == 'hamming-StandardScaler') & (ties.representation == 'triplet/model1')].value.min() > 0.99
     assert ts.value.between(0, 1).all()
     assert ((df.metric == 'classifier_accuracy') & (df.distance == 'logreg')).sum() == 1
+    preds = pd.read_csv(reports/'predictions'/'metric_learning.csv')
+    assert set(preds[preds.representation == 'head/proxy'].seed) == {0}
     for fig in ('metric_learning_accuracy.png', 'metric_learning_folds.png', 'metric_learning_triplet_scores.png'):
         assert (reports/'figures'/fig).stat().st_size > 1000
