@@ -681,29 +681,29 @@ def yamnet_baselines(data:dict, catalogue:pd.DataFrame, config:MLConfig, experim
     X_mean = data['yamnet'].mean(1); y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy()
     spaces = {k: X_mean for k in config.folds}
     base = dict(clips=clips_id(catalogue), n_clips=len(catalogue), folds=list(config.folds))
-    yam_run = run_id(dict(representation='yamnet/mean', **base), code_hash(linear_probe_scores))
-    rows = [evaluate_spaces(spaces, catalogue, experiment, 'yamnet/mean', yam_run, seed=0, n_boot=config.n_boot)]
-    preds = predictions_from_spaces(spaces, catalogue, 'yamnet/mean', yam_run, seed=0)
+    yam_run = run_id(dict(representation='yamnet/mu', **base), code_hash(linear_probe_scores))
+    # its search rows are the YAMNet experiment's `yamnet/mu` (the same vectors): not written twice here
+    rows = []
     def probe():
         with threadpool_limits(1): return {'accuracy': np.asarray(linear_probe_scores(X_mean, y, f), np.float64)}
-    arrays, meta = cached_run(dict(experiment=experiment, representation='yamnet/mean logreg', C=1.0, **base), probe,
+    arrays, meta = cached_run(dict(experiment=experiment, representation='yamnet/mu logreg', C=1.0, **base), probe,
                               code_hash(linear_probe_scores), cache)
     folds_all = sorted(int(k) for k in np.unique(f))
     per_fold = {k: float(arrays['accuracy'][folds_all.index(k)]) for k in config.folds}
     n_q = {k: int((f == k).sum()) for k in config.folds}
     acc = sum(per_fold[k] * n_q[k] for k in config.folds) / sum(n_q.values())
-    rows.append(pd.DataFrame([dict(experiment=experiment, representation='yamnet/mean', run=meta['run'], seed=0,
+    rows.append(pd.DataFrame([dict(experiment=experiment, representation='yamnet/mu', run=meta['run'], seed=0,
                                    distance='logreg', protocol='cross-fold', level='sub', metric='classifier_accuracy',
                                    k=1, value=acc)])[RESULT_COLUMNS])
     common = dict(seed=0, uses_labels=False, exact=True, selection='none: fixed (no training)', n_candidates=1,
                   chosen={}, data=f"ESC-50, {len(catalogue)} clips", stand_in='')
-    records = [dict(run=yam_run, representation='yamnet/mean', settings=dict(pooling='mean', distance='1-NN'),
+    records = [dict(run=yam_run, representation='yamnet/mu', settings=dict(pooling='mean', distance='1-NN'),
                     code=code_hash(linear_probe_scores), commit='', wall_s=0.0, **common),
-               dict(run=meta['run'], representation='yamnet/mean logreg', settings=dict(model='logreg', C=1.0),
+               dict(run=meta['run'], representation='yamnet/mu logreg', settings=dict(model='logreg', C=1.0),
                     code=code_hash(linear_probe_scores), commit=str(meta.get('commit', '')), wall_s=float(meta['wall_s']),
                     **{**common, 'uses_labels': True, 'selection': 'none: C = 1 fixed'})]
-    return dict(rows=rows, predictions=[preds], records=records, spaces=spaces,
-                fold_accuracy={'yamnet/mean': fold_accuracy(spaces, catalogue), 'yamnet/mean logreg': per_fold})
+    return dict(rows=rows, predictions=[], records=records, spaces=spaces,
+                fold_accuracy={'yamnet/mu': fold_accuracy(spaces, catalogue), 'yamnet/mu logreg': per_fold})
 
 def run_metric_learning(config:MLConfig, # from `load_config`
                         catalogue:pd.DataFrame, # the clips (stem, fold, target, src_file), aligned with `data`
@@ -720,7 +720,7 @@ def run_metric_learning(config:MLConfig, # from `load_config`
     triplets = held_out_triplets(catalogue.target.to_numpy(), catalogue.fold.to_numpy(), config.triplets_per_anchor, 0)
     triplets = triplets[np.isin(catalogue.fold.to_numpy()[triplets[:, 0]], config.folds)]
     fold_of = catalogue.fold.to_numpy()
-    rows.append(triplet_score_rows(triplet_scores(base['spaces'], fold_of, triplets), experiment, 'yamnet/mean',
+    rows.append(triplet_score_rows(triplet_scores(base['spaces'], fold_of, triplets), experiment, 'yamnet/mu',
                                    records[0]['run'], 0))
     for run in config.runs():
         name, t = representation_name(run), time.perf_counter()
