@@ -11,7 +11,7 @@ export AUDIO_LATENT_CACHE ?= $(abspath .cache)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: env test test-nbs test-py report run-notebooks build-report bench bench-features bench-yamnet bench-search export readme clean-cache
+.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search export readme clean-cache
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ report: env
 
 build-report: env
 	$(BIN)/python -m audio_latent.report build
+
+# Rerun every notebook with an EMPTY run cache (nothing reused) and compare with the committed results: rows of
+# deterministic runs must be identical, trained ones within 3 sd across seeds (at least 0.002). Takes as long as a
+# fresh `make report`; the rerun's files replace reports/ (see `git diff`).
+check-results: env
+	rm -rf .check && mkdir -p .check && cp -r reports/results .check/committed
+	AUDIO_LATENT_CACHE=$(abspath .check/cache) $(BIN)/python -m audio_latent.report run --profile $(PROFILE)
+	$(BIN)/python -m audio_latent.report build
+	$(BIN)/python -m audio_latent.experiment check .check/committed reports/results
 
 bench: bench-features bench-yamnet bench-search
 

@@ -14,21 +14,21 @@ from .data import project_root, reports_dir
 
 # %% auto #0
 __all__ = ['REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS', 'load_run_plan', 'NotebookFailed', 'run_notebooks', 'load_results',
-           'headline_accuracy', 'plot_summary', 'run_environment', 'load_thesis_numbers', 'compare_with_theses',
-           'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'mcnemar_results', 'build_report', 'main']
+           'seed_summary', 'plot_summary', 'run_environment', 'load_thesis_numbers', 'mean_over_seeds',
+           'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'mcnemar_results',
+           'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
-def load_run_plan(params_file:str|Path|None=None, # YAML plan (default: reports/params.yaml)
-                  profile:str='cpu', # a profile named in the file
+def load_run_plan(params_file:str|Path|None=None, # settings file (default: reports/params.yaml)
+                  profile:str='cpu', # a profile every track defines
                  ) -> list[tuple[str, dict]]:
     "The notebooks to run, in order, each with its papermill parameters."
     params_file = Path(params_file or project_root()/'reports'/'params.yaml')
     plan = yaml.safe_load(params_file.read_text())
-    profiles = plan.get('profiles') or {}
-    if profile not in profiles:
-        raise ValueError(f"Profile {profile!r} is not in {params_file}; choose one of {', '.join(profiles)}.")
-    overrides = profiles[profile] or {}
-    return [(nb, {'profile': profile, **(overrides.get(nb) or {})}) for nb in plan['notebooks']]
+    notebooks = plan.get('notebooks') or {}
+    missing = [t for t in notebooks if profile not in (plan.get(t) or {})]
+    if missing: raise ValueError(f"Profile {profile!r} is not defined for {', '.join(missing)} in {params_file}.")
+    return [(nb, {'profile': profile}) for nb in notebooks.values()]
 
 # %% ../nbs/06_report.ipynb #be9a675b
 class NotebookFailed(RuntimeError):
@@ -77,48 +77,64 @@ def run_notebooks(profile:str='cpu', # profile in the plan
     return pd.DataFrame(facts)
 
 # %% ../nbs/06_report.ipynb #4f1457a7
-REFERENCE_LINES = {'MFCC + k-NN (Piczak)': 0.322, 'CNN on log-mel (Piczak)': 0.645, 'human listeners': 0.813,
-                   'YAMNet + MLP (HEAR)': 0.838, 'PANNs CNN14 + MLP (HEAR)': 0.909}
+REFERENCE_LINES = {'MFCC + k-NN classifier (Piczak)': 0.322, 'CNN classifier on log-mel (Piczak)': 0.645,
+                   'human listeners (Piczak)': 0.813, 'YAMNet + MLP classifier (HEAR)': 0.838,
+                   'PANNs CNN14 + MLP classifier (HEAR)': 0.909}
 
 def load_results(reports:str|Path|None=None) -> pd.DataFrame:
-    "All tidy results rows under reports/results."
-    files = sorted((reports_dir(reports)/'results').glob('*.csv'))
+    "All tidy results rows under reports/results (runs.csv, the run records, aside)."
+    files = sorted(f for f in (reports_dir(reports)/'results').glob('*.csv') if f.name != 'runs.csv')
     if not files: raise FileNotFoundError(f"No results in {reports_dir(reports)/'results'}: run `make report` first.")
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
 
-def headline_accuracy(results:pd.DataFrame, protocol:str='cross-fold', level:str='sub') -> pd.DataFrame:
-    "One row per representation: its best-distance 1-NN accuracy (cosine preferred on ties) with the bootstrap interval."
-    r = results[(results.protocol == protocol) & (results.level == level) &
-                results.metric.isin(['accuracy', 'accuracy_ci_low', 'accuracy_ci_high'])]
-    wide = r.pivot_table(index=['experiment', 'representation', 'distance'], columns='metric', values='value').reset_index()
-    wide = wide.dropna(subset=['accuracy'])
-    wide['_cos'] = wide.distance.eq('cosine')
-    best = wide.sort_values(['accuracy', '_cos'], ascending=False).groupby(['experiment', 'representation']).head(1)
-    return best.drop(columns='_cos').sort_values('accuracy', ascending=False).reset_index(drop=True)
+def seed_summary(results:pd.DataFrame, # tidy rows (several seeds per representation where learned)
+                 metrics:tuple=('accuracy', 'accuracy_ci_low', 'accuracy_ci_high', 'map_at_r'),
+                 protocol:str='cross-fold', level:str='sub', distance:str='cosine') -> pd.DataFrame:
+    "One row per representation: mean over seeds of each metric, the sd and list of the seeds' accuracies."
+    r = results[(results.protocol == protocol) & (results.level == level) & (results.distance == distance) & results.metric.isin(metrics)]
+    wide = r.pivot_table(index=['experiment', 'representation', 'seed'], columns='metric', values='value').reset_index()
+    if wide.empty: return pd.DataFrame(columns=['experiment', 'representation', 'n_seeds', *metrics, 'accuracy_sd', 'seeds'])
+    for m in metrics:
+        if m not in wide: wide[m] = np.nan
+    g = wide.groupby(['experiment', 'representation'])
+    out = g[list(metrics)].mean()
+    out['n_seeds'] = g.size()
+    out['accuracy_sd'] = g.accuracy.std(ddof=1)
+    out['seeds'] = g.accuracy.apply(lambda s: ' '.join(f'{v:.4f}' for v in s))
+    return out.reset_index().sort_values('accuracy', ascending=False).reset_index(drop=True)
 
-def plot_summary(head:pd.DataFrame, path:str|Path, title:str='') -> Path:
-    "Horizontal bars of 1-NN accuracy with intervals and the reference lines."
+def plot_summary(summary:pd.DataFrame, # `seed_summary` rows with a boolean `uses_labels` and text `stand_in`
+                 path:str|Path, logreg:float|None=None, # our logistic regression on frozen YAMNet (same folds), drawn as a line
+                 title:str='') -> Path:
+    "Two panels (without labels / with labels) of 1-NN accuracy with intervals and the reference lines."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    h = head.iloc[::-1]
-    fig, ax = plt.subplots(figsize=(8, 0.35*len(h) + 1.8))
-    err = [h.accuracy - h.get('accuracy_ci_low', h.accuracy), h.get('accuracy_ci_high', h.accuracy) - h.accuracy]
-    ax.barh([f"{r.representation} ({r.distance})" for r in h.itertuples()], h.accuracy, xerr=err, capsize=3, color='tab:blue')
-    for (name, v), c in zip(REFERENCE_LINES.items(), ['grey', 'tab:green', 'k', 'tab:orange', 'tab:red']):
-        ax.axvline(v, ls='--', lw=1, c=c, label=f'{name}: {v:.3f}')
-    ax.set_xlim(0, 1); ax.set_xlabel('sub-class 1-NN accuracy, cross-fold (95% bootstrap CI)')
-    ax.set_title(title or 'Search by example on ESC-50'); ax.legend(fontsize=7, loc='lower right')
-    fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
+    groups = [(False, 'made without labels'), (True, 'trained with labels')]
+    sizes = [max(int((summary.uses_labels == u).sum()), 1) for u, _ in groups]
+    fig, axes = plt.subplots(2, 1, figsize=(9, 0.34 * sum(sizes) + 3.2), gridspec_kw={'height_ratios': sizes}, sharex=True)
+    for ax, (u, name) in zip(axes, groups):
+        h = summary[summary.uses_labels == u].iloc[::-1]
+        labels = [f"{r.representation}" + (' [stand-in]' if r.stand_in else '') + (f' ({r.n_seeds} seeds)' if r.n_seeds > 1 else '')
+                  for r in h.itertuples()]
+        err = [h.accuracy - h.accuracy_ci_low, h.accuracy_ci_high - h.accuracy]
+        ax.barh(labels, h.accuracy, xerr=err, capsize=3, color='tab:green' if u else 'tab:blue')
+        for (ref, v), c in zip(REFERENCE_LINES.items(), ['grey', 'tab:green', 'k', 'tab:orange', 'tab:red']):
+            ax.axvline(v, ls=':' if 'human' in ref else '--', lw=1, c=c, label=f'{ref}: {v:.3f}')
+        if logreg is not None: ax.axvline(logreg, ls='-', lw=1.2, c='tab:purple', label=f'our logistic regression on frozen YAMNet (same folds): {logreg:.4f}')
+        ax.set_title(f'{name}', fontsize=10, loc='left'); ax.tick_params(axis='y', labelsize=8)
+    axes[-1].set_xlim(0, 1); axes[-1].set_xlabel('sub-class 1-NN accuracy (precision@1), cross-fold, cosine; 95% cluster-bootstrap interval')
+    axes[0].legend(fontsize=7, loc='lower right')
+    fig.suptitle(title or 'Search by example on ESC-50'); fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
     return Path(path)
 
 # %% ../nbs/06_report.ipynb #40e9a64a
-def _md_table(df:pd.DataFrame, floatfmt:str='.3f') -> str:
-    "A DataFrame as a GitHub Markdown table (no tabulate dependency)."
+def _md_table(df:pd.DataFrame, floatfmt:str='.4f') -> str:
+    "A DataFrame as a GitHub Markdown table (no tabulate dependency); numbers with four decimals."
     df = df.reset_index() if not isinstance(df.index, pd.RangeIndex) else df
     cols = [' / '.join(map(str, c)) if isinstance(c, tuple) else str(c) for c in df.columns]
     fmt = lambda v: format(v, floatfmt) if isinstance(v, (float, np.floating)) and np.isfinite(v) else ('' if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
-    lines += ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)]
+    lines += ['| ' + ' | '.join(fmt(v).replace('|', '/') for v in row) + ' |' for row in df.itertuples(index=False)]
     return '\n'.join(lines)
 
 def run_environment() -> pd.DataFrame:
@@ -139,18 +155,22 @@ def load_thesis_numbers(path:str|Path|None=None) -> pd.DataFrame:
     "The theses' printed numbers (nbs/thesis_numbers.csv)."
     return pd.read_csv(path or project_root()/'nbs'/'thesis_numbers.csv')
 
-def compare_with_theses(results:pd.DataFrame, # our tidy rows
+def mean_over_seeds(results:pd.DataFrame) -> pd.DataFrame:
+    "Tidy rows averaged over seeds: one value per KEY."
+    return results.groupby(KEY, as_index=False).value.mean()
+
+def compare_with_theses(results:pd.DataFrame, # our tidy rows (any number of seeds)
                         thesis:pd.DataFrame|None=None, # the theses' rows (default: nbs/thesis_numbers.csv)
                        ) -> pd.DataFrame:
-    "Each printed thesis number with ours for the same key (NaN where we have no such row) and the difference."
+    "Each printed thesis number with ours for the same key (mean over seeds; NaN where we have no such row) and the difference."
     thesis = load_thesis_numbers() if thesis is None else thesis
-    ours = results[KEY + ['value']].rename(columns={'value': 'ours'})
+    ours = mean_over_seeds(results).rename(columns={'value': 'ours'})
     m = thesis.merge(ours, on=KEY, how='left')
     # fall back from the code's variance to our sigma naming where only that exists
     alt = thesis.assign(representation=thesis.representation.str.replace('var', 'sigma', regex=False)).merge(ours, on=KEY, how='left')
     m['ours'] = m.ours.fillna(alt.ours)
-    corrected = results[results.metric == 'map_at_k'][KEY + ['value']].assign(metric='map_at_k_skip_empty').rename(columns={'value': 'ours_map_at_k'})
-    m = m.merge(corrected, on=KEY, how='left')
+    standard = ours[ours.metric == 'map_at_k'].assign(metric='map_at_k_hits_skip_empty').rename(columns={'ours': 'ours_map_at_k'})
+    m = m.merge(standard, on=KEY, how='left')
     m['difference'] = m.ours - m.value
     return m.rename(columns={'value': 'printed'})
 
@@ -164,8 +184,9 @@ MCNEMAR_METRICS = ['mcnemar_both_right', 'mcnemar_only_a_right', 'mcnemar_only_b
 def load_predictions(reports:str|Path|None=None) -> pd.DataFrame:
     "All per-clip predictions under reports/predictions, with their experiment."
     files = sorted((reports_dir(reports)/'predictions').glob('*.csv')) if (reports_dir(reports)/'predictions').exists() else []
-    if not files: return pd.DataFrame(columns=['experiment', 'representation', 'distance', 'protocol', 'stem', 'target', 'predicted'])
-    return pd.concat([pd.read_csv(f).assign(experiment=f.stem) for f in files], ignore_index=True)
+    if not files: return pd.DataFrame(columns=['experiment', 'representation', 'run', 'seed', 'distance', 'protocol', 'stem', 'target', 'predicted'])
+    preds = pd.concat([pd.read_csv(f).assign(experiment=f.stem) for f in files], ignore_index=True)
+    return preds[preds.seed == preds.groupby('representation').seed.transform('min')]  # one seed per representation
 
 def mcnemar_rows(preds:pd.DataFrame, a:str, b:str, distance:str, protocol:str) -> list[tuple]:
     "Tidy McNemar rows for representations `a` and `b` at both levels (empty if either lacks predictions)."
@@ -181,7 +202,8 @@ def mcnemar_rows(preds:pd.DataFrame, a:str, b:str, distance:str, protocol:str) -
         t = mcnemar_test(f(pa.predicted.to_numpy()) == f(pa.target.to_numpy()), f(pb.predicted.to_numpy()) == f(pb.target.to_numpy()),
                          pa.stem.to_numpy(), pb.stem.to_numpy())
         vals = [*t['table'].ravel().tolist(), t['statistic'], t['pvalue']]
-        rows += [('mcnemar', f'{a} vs {b}', distance, protocol, level, m, 1, float(v)) for m, v in zip(MCNEMAR_METRICS, vals)]
+        run = f"{pa.run.iloc[0]}+{pb.run.iloc[0]}"
+        rows += [('mcnemar', f'{a} vs {b}', run, 0, distance, protocol, level, m, 1, float(v)) for m, v in zip(MCNEMAR_METRICS, vals)]
     return rows
 
 def mcnemar_results(results:pd.DataFrame, preds:pd.DataFrame) -> pd.DataFrame:
@@ -193,7 +215,7 @@ def mcnemar_results(results:pd.DataFrame, preds:pd.DataFrame) -> pd.DataFrame:
     # best representation of each experiment among those whose per-clip predictions were written
     have = set(preds.representation[(preds.distance == 'cosine') & (preds.protocol == 'cross-fold')])
     ranked = results[results.representation.isin(have)]
-    best = headline_accuracy(ranked).groupby('experiment').head(1).representation.tolist() if len(ranked) else []
+    best = seed_summary(ranked).groupby('experiment').head(1).representation.tolist() if len(ranked) else []
     for a, b in combinations(sorted(best), 2): rows += mcnemar_rows(preds, a, b, 'cosine', 'cross-fold')
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
@@ -206,53 +228,99 @@ def _sections_mcnemar(results:pd.DataFrame) -> list[str]:
             "continuity-corrected chi-squared and its p-value.", _md_table(t)]
 
 # %% ../nbs/06_report.ipynb #9aaf5ca4
-def _sections_theses(results:pd.DataFrame) -> list[str]:
+def _sections_theses(results:pd.DataFrame, runs:pd.DataFrame) -> list[str]:
     cmp = compare_with_theses(results)
+    stand_in = dict(zip(runs.representation, runs.stand_in)) if len(runs) else {}
+    cmp['stand_in'] = cmp.representation.map(stand_in).fillna('')
     out = ["## The theses' tables beside ours",
-           "Thesis numbers from `nbs/thesis_numbers.csv` (table and row as printed); `ours` is the same key in our results, "
-           "`printed` is the thesis's number, `difference` = ours - printed. For MAP@K the thesis's definition (queries without a hit skipped) is compared, "
-           "and our corrected MAP@K (`ours_map_at_k`) is shown beside it. Empty cells: no such row of ours in this run."]
+           "Thesis numbers from `nbs/thesis_numbers.csv` (table and row as printed); `ours` is the same key in our results (mean over seeds), "
+           "`printed` is the thesis's number, `difference` = ours - printed, shown only where the comparison is like for like. "
+           "For MAP@K the thesis's definition (`map_at_k_hits_skip_empty`) is compared, and the standard MAP@K (`ours_map_at_k`) is shown beside it. "
+           "Empty cells: no such row of ours in this run."]
     for (thesis, table), t in cmp.groupby(['thesis', 'table'], sort=False):
-        cols = ['representation', 'distance', 'protocol', 'level', 'metric', 'k', 'printed', 'ours', 'difference']
+        t = t.copy()
+        cols = ['representation', 'distance', 'protocol', 'level', 'metric', 'k', 'printed', 'ours']
+        if thesis == 1: t.loc[t.stand_in != '', 'difference'] = np.nan; cols.append('difference')
         if t.ours_map_at_k.notna().any(): cols.append('ours_map_at_k')
-        notes = '; '.join(sorted(set(n for n in t.note.fillna('') if n)))
-        out.append(f"### Thesis {thesis}, table {table}" + (f"\n\n*{notes}*" if notes else '') + "\n\n" + _md_table(t[cols]))
+        if (t.stand_in != '').any(): cols.append('stand_in')
+        notes = sorted(set(n for n in t.note.fillna('') if n))
+        if thesis == 2: notes.append('the second thesis scored a private song data set; ours are ESC-50, so no difference is printed')
+        out.append(f"### Thesis {thesis}, table {table}" + (f"\n\n*{'; '.join(notes)}*" if notes else '') + "\n\n" + _md_table(t[cols]))
     return out
 
 # %% ../nbs/06_report.ipynb #1cde32be
 def _sections_experiments(results:pd.DataFrame) -> list[str]:
     out = []
     for exp, r in results.groupby('experiment', sort=True):
-        acc = r[r.metric == 'accuracy'].pivot_table(index=['representation', 'distance'], columns=['level', 'protocol'], values='value')
-        if acc.empty: continue
-        out.append(f"### `{exp}`: 1-NN accuracy\n\n" + _md_table(acc))
+        if exp == 'mcnemar': continue
+        r = mean_over_seeds(r)
+        t = r[r.metric.isin(['accuracy', 'map_at_r'])].pivot_table(index=['representation', 'distance', 'metric'], columns=['level', 'protocol'], values='value')
+        if t.empty: continue
+        out.append(f"### `{exp}`: 1-NN accuracy (precision@1) and MAP@R, mean over seeds\n\n" + _md_table(t))
     return out
 
+def _sections_provenance(runs:pd.DataFrame) -> list[str]:
+    if runs.empty: return []
+    g = runs.groupby(['experiment', 'representation'], sort=True)
+    t = g.agg(seeds=('seed', lambda s: ' '.join(map(str, sorted(s)))), uses_labels=('uses_labels', 'first'),
+              selection=('selection', 'first'), n_candidates=('n_candidates', 'first'), chosen=('chosen', 'first'),
+              stand_in=('stand_in', 'first'), wall_s=('wall_s', 'sum'), runs=('run', lambda s: ' '.join(s))).reset_index()
+    stand = runs[runs.stand_in.astype(str) != ''].drop_duplicates('representation')
+    out = ["## How each number was chosen",
+           "From `reports/results/runs.csv`: for every representation, the seeds run, whether labels were used, how every "
+           "choice that was not fixed in advance was made (always inside the training folds, never on the test fold) and among "
+           "how many candidates, what each outer fold chose, and the run ids and total wall time (seconds, summed over seeds "
+           "and folds, as measured when the run was computed). Full settings, data, code hash and commit per run are in the file.",
+           _md_table(t)]
+    if len(stand):
+        out += ["### Stand-ins for thesis models",
+                "These rows keep the thesis's architecture but not its training budget; they are printed beside the thesis's "
+                "tables without a difference, and their settings are:",
+                _md_table(stand[['representation', 'stand_in', 'settings']])]
+    return out
+
+# %% ../nbs/06_report.ipynb #bab1f6a1
 def build_report(reports:str|Path|None=None, # reports folder (default: the project's)
                 ) -> Path:
-    "Write reports/report.md and reports/report.html from the results, figures and run facts."
+    "Write reports/report.md and reports/report.html from the results, run records, figures and run facts."
     import mistune
+    from audio_latent.experiment import load_runs
     from audio_latent.retrieval import write_results
     out = reports_dir(reports)
     mc = mcnemar_results(load_results(out).query("experiment != 'mcnemar'"), load_predictions(out))
     if len(mc): write_results(mc, 'mcnemar', out)
-    results = load_results(out)
-    head = headline_accuracy(results)
-    plot_summary(head, out/'figures'/'summary_cross_fold.png')
+    results = load_results(out); runs = load_runs(out)
+    labels = {r: str(u).lower() == 'true' for r, u in zip(runs.representation, runs.uses_labels)}
+    stand = {r: s for r, s in zip(runs.representation, runs.stand_in.astype(str))}
+    summary = seed_summary(results[results.experiment != 'mcnemar'])
+    summary = summary.assign(uses_labels=summary.representation.map(labels).fillna(False).astype(bool),
+                             stand_in=summary.representation.map(stand).fillna(''))
+    lr = results[(results.metric == 'classifier_accuracy') & (results.protocol == 'cross-fold') & (results.level == 'sub')]
+    logreg = float(lr.value.mean()) if len(lr) else None
+    plot_summary(summary, out/'figures'/'summary_cross_fold.png', logreg)
+    cols = ['experiment', 'representation', 'n_seeds', 'accuracy', 'accuracy_sd', 'seeds', 'accuracy_ci_low', 'accuracy_ci_high', 'map_at_r', 'stand_in']
     md = ["# audio_latent: results on ESC-50",
-          "Every number below is a pivot of `reports/results/*.csv`, written by the notebooks that `make report` ran.",
+          "Every number below is a pivot of `reports/results/*.csv`, written by the notebooks that `make report` ran; "
+          "every row carries the id of the run that made it, and `reports/results/runs.csv` holds each run's settings.",
           "## Summary: search by example under `cross-fold`",
           "Each clip of fold *k* queries only the clips of the other four folds, so it cannot find a fragment of its own "
-          "Freesound recording (which the first thesis's leave-one-out protocol, `loo`, allows). The reference lines are "
-          "published *classifier* accuracies, for scale.",
+          "Freesound recording (which the first thesis's leave-one-out protocol, `loo`, allows). Sub-class 1-NN accuracy "
+          "(= precision@1) with cosine distance; learned models: mean over seeds (`accuracy_sd` is the standard deviation "
+          "across seeds, `seeds` each seed's value); interval: 95% cluster bootstrap over Freesound recordings. "
+          "The lines are published classifier accuracies, human listeners, and our logistic regression on frozen YAMNet embeddings (same folds), for scale.",
           "![summary](figures/summary_cross_fold.png)",
-          _md_table(head[['experiment', 'representation', 'distance', 'accuracy', 'accuracy_ci_low', 'accuracy_ci_high']]),
+          "### Made without labels", _md_table(summary[~summary.uses_labels][cols]),
+          "### Trained with labels", _md_table(summary[summary.uses_labels][cols]),
+          "Note: the thesis's YAMNet `delta` is a fixed linear map of `mu` (a derivative filter along the embedding axis "
+          "commutes with the mean over patches), so it carries no information `mu` lacks.",
+          *_sections_provenance(runs),
           "## Both protocols",
           "`loo` (the first thesis) lets a query find other fragments of its own recording; `cross-fold` does not, and is "
-          "the only fair protocol for models trained on four folds and scored on the fifth.",
+          "the only fair protocol for models trained on four folds and scored on the fifth. Fitted representations are searched "
+          "in the space fitted without the query's fold under both protocols.",
           *_sections_experiments(results),
           *_sections_mcnemar(results),
-          *_sections_theses(results)]
+          *_sections_theses(results, runs)]
     figs = sorted(p.name for p in (out/'figures').glob('*.png') if p.name != 'summary_cross_fold.png')
     if figs: md += ["## Figures", *[f"![{f}](figures/{f})" for f in figs]]
     facts = out/'runs'/'run_facts.csv'

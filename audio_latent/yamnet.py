@@ -15,13 +15,15 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # %% auto #0
 __all__ = ['PARAMS', 'TFLITE_ENV', 'TFLITE_SHA256', 'H5_URL', 'YAMNET_LAYERS', 'EMBEDDING_TENSOR', 'POOLINGS',
-           'THESIS_COMBINATIONS', 'YAMNetParams', 'n_patches', 'pad_waveform', 'conv_layer_names', 'keras_layer_name',
-           'yamnet_body', 'yamnet_clips_model', 'yamnet_frames_model', 'default_tflite_path', 'tflite_interpreter',
+           'THESIS_COMBINATIONS', 'LABEL_FREE_POOLINGS', 'FITTED_POOLINGS', 'THESIS_POOLINGS', 'POOLING_CODE',
+           'YAMNetParams', 'n_patches', 'pad_waveform', 'conv_layer_names', 'keras_layer_name', 'yamnet_body',
+           'yamnet_clips_model', 'yamnet_frames_model', 'default_tflite_path', 'tflite_interpreter',
            'read_tflite_weights', 'read_tflite_frontend', 'download_yamnet_h5', 'read_h5_weights', 'write_google_h5',
            'set_yamnet_weights', 'read_weights', 'load_yamnet', 'yamnet_outputs', 'patch_embeddings', 'default_model',
            'TFLiteYAMNet', 'cosine_rows', 'weight_check', 'pool_mu', 'pool_sigma', 'pool_var', 'pool_delta',
            'pool_delta_time', 'patch_rms', 'pool_energy_weighted', 'power_normalise', 'whiten_fit', 'whiten_transform',
-           'pool', 'esc50_embeddings', 'benchmark_yamnet', 'main']
+           'pool', 'loud_patch_weights', 'pooling_spaces', 'select_pooling', 'selected_spaces', 'esc50_embeddings',
+           'benchmark_yamnet', 'main', 'threshold_probe_curve', 'YAMNetConfig', 'run_yamnet']
 
 # %% ../nbs/03_yamnet.ipynb #756db29a
 @dataclass(frozen=True)
@@ -601,6 +603,75 @@ def pool(E:np.ndarray, # patch embeddings (..., n_patches, d)
     if unknown: raise ValueError(f"Unknown pooling {'+'.join(unknown)!r}; use names of {sorted(POOLINGS)} joined with '+'.")
     return np.concatenate([POOLINGS[p](E) for p in parts], axis=-1)
 
+# %% ../nbs/03_yamnet.ipynb #35cf8538
+def _energy(E, rms, alpha=1.0, normalise_patches=True): return pool_energy_weighted(E, rms, alpha, normalise_patches)
+
+def loud_patch_weights(rms:np.ndarray, # patch RMS (n, n_patches)
+                       below_db:float=-30., # patches this far below the clip's loudest patch get weight 0
+                      ) -> np.ndarray:
+    "1 for patches within `below_db` of the clip's loudest patch, else 0."
+    rel = 20 * np.log10(np.maximum(rms, 1e-10) / np.maximum(rms.max(-1, keepdims=True), 1e-10))
+    return (rel > below_db).astype(np.float32)
+
+def _whitened(E, rms, fit, n_components=256, shrink=1.0):
+    X = power_normalise(_energy(E, rms))
+    return whiten_transform(X, whiten_fit(X[fit], n_components), shrink)
+
+LABEL_FREE_POOLINGS = {  # name -> f(E, rms, fit): no labels anywhere; `fit` = clips whose statistics may be used
+    'mu': lambda E, rms, fit: pool_mu(E),
+    'sigma': lambda E, rms, fit: pool_sigma(E),
+    'delta': lambda E, rms, fit: pool_delta(E),
+    'mu+sigma': lambda E, rms, fit: pool(E, 'mu+sigma'),
+    'mu-l2': lambda E, rms, fit: _energy(E, rms, 0.0),
+    'rms-weighted': lambda E, rms, fit: _energy(E, rms, 1.0, False),
+    'drop-silent': lambda E, rms, fit: _energy(E, loud_patch_weights(rms), 1.0, False),
+    'energy-weighted': lambda E, rms, fit: _energy(E, rms),
+    'energy-weighted+sqrt': lambda E, rms, fit: power_normalise(_energy(E, rms)),
+    'energy-weighted-a0.5+sqrt': lambda E, rms, fit: power_normalise(_energy(E, rms, 0.5)),
+    'energy-weighted-a2+sqrt': lambda E, rms, fit: power_normalise(_energy(E, rms, 2.0)),
+    'energy-weighted+sqrt+pcaw256': _whitened,
+}
+FITTED_POOLINGS = {'energy-weighted+sqrt+pcaw256'}  # the others ignore `fit`
+
+def pooling_spaces(name:str, # a key of LABEL_FREE_POOLINGS, or a name `pool` knows
+                   E:np.ndarray, rms:np.ndarray, # patch embeddings (n, n_patches, d) and RMS (n, n_patches)
+                   folds:np.ndarray, # fold of each clip
+                   query_folds:list, # folds whose queries need a space
+                   allowed_folds:list|None=None, # folds whose statistics may be used (default: all)
+                  ) -> dict|np.ndarray:
+    "One array (nothing fitted) or {fold k: pooled vectors fitted on `allowed_folds` minus k}."
+    f = LABEL_FREE_POOLINGS.get(name) or (lambda E, rms, fit: pool(E, name))
+    if name not in FITTED_POOLINGS: return f(E, rms, None)
+    folds = np.asarray(folds); allowed = np.isin(folds, allowed_folds if allowed_folds is not None else np.unique(folds))
+    return {int(k): f(E, rms, allowed & (folds != k)) for k in query_folds}
+
+# %% ../nbs/03_yamnet.ipynb #c5a7c911
+def select_pooling(E:np.ndarray, rms:np.ndarray, # patch embeddings and RMS of all clips
+                   catalogue:'pd.DataFrame', # the clips (fold, target)
+                   candidates:list, # pooling names, in order of preference on ties
+                   outer_fold:int, # the test fold: never read
+                   score:str='map_at_r', metric:str='cosine', level:str='sub') -> tuple[str, dict]:
+    "The candidate with the best inner-fold score for `outer_fold`, and every candidate's score."
+    from audio_latent.retrieval import inner_fold_score
+    folds = catalogue.fold.to_numpy(); inner = [int(f) for f in np.unique(folds) if f != outer_fold]
+    scores = {}
+    for name in candidates:
+        sp = pooling_spaces(name, E, rms, folds, inner, inner)
+        sp = sp if isinstance(sp, dict) else {f: sp for f in inner}
+        scores[name] = inner_fold_score(sp, catalogue, inner, metric, level, score)
+    best = max(candidates, key=lambda n: (scores[n], -candidates.index(n)))
+    return best, scores
+
+def selected_spaces(E:np.ndarray, rms:np.ndarray, folds:np.ndarray,
+                    chosen:dict, # outer fold -> pooling name
+                   ) -> dict:
+    "{fold k: all clips pooled by the pooling chosen for k, fitted without fold k}."
+    out = {}
+    for k, name in chosen.items():
+        sp = pooling_spaces(name, E, rms, folds, [k])
+        out[int(k)] = sp[int(k)] if isinstance(sp, dict) else sp
+    return out
+
 # %% ../nbs/03_yamnet.ipynb #79ce7e8e
 def esc50_embeddings(catalogue=None, # clips (default: all of ESC-50)
                      weights:str|Path='tflite', # weight source for `load_yamnet`
@@ -676,3 +747,138 @@ def main(argv:list|None=None):
 
 # only when run as `python -m` (a notebook kernel also calls itself __main__, but has no __file__)
 if __name__ == '__main__' and '__file__' in globals(): main()
+
+# %% ../nbs/03_yamnet.ipynb #604f3a5b
+def threshold_probe_curve(X:np.ndarray, # features (n, d)
+                          y:np.ndarray, # labels (n,)
+                          folds:np.ndarray, # official fold of each row
+                          thresholds:list, # VarianceThreshold values
+                          seed:int=0) -> pd.DataFrame:
+    """Per fold and threshold: test accuracy of a multinomial logistic regression and a linear-kernel SVM trained on
+    the other folds' features whose training variance exceeds the threshold (standardised on the training folds).
+
+    A removed feature is a zeroed column: the optimum is the same as without the column, and the logistic regression
+    can then start from the previous (smaller) threshold's solution, which makes the 26-point curve affordable."""
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+    from threadpoolctl import threadpool_limits
+    rows = []
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # lbfgs convergence notes on the largest problems
+        for f in tqdm(np.unique(folds), desc='folds', leave=False):
+            tr, te = folds != f, folds == f
+            sc = StandardScaler().fit(X[tr]); Ztr, Zte = sc.transform(X[tr]), sc.transform(X[te])
+            logreg = LogisticRegression(max_iter=1000, warm_start=True, random_state=seed)
+            last_keep, last = None, None
+            for thr in sorted(thresholds):
+                keep = VarianceThreshold(thr).fit(X[tr]).get_support() if (X[tr].var(0) > thr).any() else None
+                if keep is None: continue
+                if last_keep is None or (keep != last_keep).any():
+                    m = keep.astype(np.float64); A, B = Ztr * m, Zte * m
+                    lr = logreg.fit(A, y[tr]).score(B, y[te])
+                    svm = SVC(kernel='precomputed').fit(A @ A.T, y[tr]).score(B @ A.T, y[te])  # = SVC(kernel='linear')
+                    last_keep, last = keep, (lr, svm)
+                rows += [dict(fold=f, threshold=thr, model='logreg', accuracy=last[0], n_features=int(keep.sum())),
+                         dict(fold=f, threshold=thr, model='svm', accuracy=last[1], n_features=int(keep.sum()))]
+    return pd.DataFrame(rows)
+
+# %% ../nbs/03_yamnet.ipynb #10892203
+THESIS_POOLINGS = tuple(THESIS_COMBINATIONS) + ('var', 'mu+var', 'var+delta', 'mu+var+delta', 'delta_time', 'mu+delta_time')
+
+@dataclass(frozen=True)
+class YAMNetConfig:
+    "Settings of the YAMNet track (the `yamnet` block of reports/params.yaml)."
+    poolings:tuple = THESIS_POOLINGS # fixed poolings for the thesis's tables (the candidates are evaluated too)
+    candidates:tuple = tuple(LABEL_FREE_POOLINGS) # label-free candidates of `yamnet/selected`, in order of preference
+    selection_score:str = 'map_at_r' # inner-fold score that picks the candidate (sub-class, cosine)
+    distances:tuple = ('euclidean', 'cosine')
+    protocols:tuple = ('loo', 'cross-fold')
+    thresholds:tuple = (0.0, 0.0005, 0.001, 0.0015, 0.002, 0.0025) # VarianceThreshold grid of Figure 4.1
+    n_boot:int = 1000 # bootstrap resamples
+    n_per_class:int|None = None # clips per class (None: all)
+    classes:tuple|None = None # targets to keep (None: all)
+    weights:str = 'tflite' # YAMNet weight source
+    bench_clips:int = 0 # clips for the in-notebook timing (0: skip)
+    seed:int = 0
+
+POOLING_CODE = (pool_mu, pool_sigma, pool_var, pool_delta, pool_delta_time, pool, patch_rms, pool_energy_weighted,
+                power_normalise, whiten_fit, whiten_transform, loud_patch_weights, _whitened, pooling_spaces)
+
+def _embeddings_id(E, rms) -> str: return hashlib.sha256(np.ascontiguousarray(E).tobytes() + np.ascontiguousarray(rms).tobytes()).hexdigest()[:12]
+
+def run_yamnet(config:YAMNetConfig, # settings
+               E:np.ndarray, rms:np.ndarray, # patch embeddings (n, 10, 1024) and RMS (n, 10), aligned with `catalogue`
+               catalogue:'pd.DataFrame', # the clips (fold, target, src_file, stem)
+               reports=None, # reports folder (default: the project's)
+               data:str='ESC-50', # what the clips are, for runs.csv
+              ) -> dict:
+    "Search rows for every pooling and for `yamnet/selected`, Figure 4.1's probes, predictions and run records, written to `reports`."
+    import pandas as pd
+    from audio_latent.experiment import cached_run, code_hash, record_runs, run_id
+    from audio_latent.retrieval import (evaluate_spaces, level_labels, predictions_from_spaces, write_predictions,
+                                        write_results, inner_fold_score, RESULT_COLUMNS)
+    folds = catalogue.fold.to_numpy(); fold_list = [int(f) for f in np.unique(folds)]
+    emb = _embeddings_id(E, rms); code = code_hash(*POOLING_CODE); what = f"{data}, {len(catalogue)} clips"
+    names = list(dict.fromkeys(list(config.poolings) + list(config.candidates)))
+    rows, records, spaces_of, runs_of = [], [], {}, {}
+    for name in tqdm(names, desc='poolings'):
+        def compute(name=name):
+            sp = pooling_spaces(name, E, rms, folds, fold_list)
+            return {f'fold{k}': v for k, v in sp.items()} if isinstance(sp, dict) else {'all': sp}
+        arrays, meta = cached_run(dict(pooling=name, embeddings=emb), compute, code)
+        sp = arrays['all'] if 'all' in arrays else {int(k[4:]): v for k, v in arrays.items()}
+        spaces_of[name], runs_of[name] = sp, meta['run']
+        rows.append(evaluate_spaces(sp, catalogue, 'yamnet', f'yamnet/{name}', meta['run'], 0, tuple(config.distances),
+                                    tuple(config.protocols), n_boot=config.n_boot))
+        how = ('fixed by the thesis' if name in config.poolings else
+               f'fixed pooling, one of the {len(config.candidates)} candidates of yamnet/selected (its test-fold number is an ablation, not a selected result)')
+        records.append(dict(run=meta['run'], representation=f'yamnet/{name}', seed=0, exact=name not in FITTED_POOLINGS,
+                            settings=dict(pooling=name, weights=config.weights, embeddings=emb), selection=how,
+                            data=what, code=code, commit=meta['commit'], wall_s=meta['wall_s']))
+    # yamnet/selected: one pooling per outer fold, chosen with the training folds only
+    cands = list(config.candidates)
+    sel_settings = dict(selection='pooling', candidates=cands, score=config.selection_score, metric='cosine', level='sub', embeddings=emb)
+    sel_code = code_hash(select_pooling, inner_fold_score, *POOLING_CODE)
+    def select():
+        picks = [select_pooling(E, rms, catalogue, cands, k, config.selection_score) for k in tqdm(fold_list, desc='selection')]
+        return {'chosen': np.array([cands.index(b) for b, _ in picks]), 'scores': np.array([[s[c] for c in cands] for _, s in picks])}
+    sel, sel_meta = cached_run(sel_settings, select, sel_code)
+    chosen = {k: cands[int(i)] for k, i in zip(fold_list, sel['chosen'])}
+    selection_scores = pd.DataFrame(sel['scores'], index=pd.Index(fold_list, name='outer fold'), columns=cands)
+    sp_sel = selected_spaces(E, rms, folds, chosen)
+    rows.append(evaluate_spaces(sp_sel, catalogue, 'yamnet', 'yamnet/selected', sel_meta['run'], 0, tuple(config.distances),
+                                tuple(config.protocols), n_boot=config.n_boot))
+    records.append(dict(run=sel_meta['run'], representation='yamnet/selected', seed=0, exact=not (set(chosen.values()) & FITTED_POOLINGS),
+                        settings=sel_settings, n_candidates=len(cands), chosen=chosen, data=what, code=sel_code,
+                        commit=sel_meta['commit'], wall_s=sel_meta['wall_s'],
+                        selection=f"pooling among {len(cands)} label-free candidates, per outer fold, by inner-fold "
+                                  f"{config.selection_score} (sub, cosine; each training fold queries the other three)"))
+    # Figure 4.1 / Table 4.3: linear probes on the delta pooling, official folds
+    X_delta = spaces_of['delta'] if 'delta' in spaces_of else pool(E, 'delta')
+    def probe():  # minutes of linear-model fits: cached like a run, as numeric columns
+        c = pd.concat([threshold_probe_curve(X_delta, level_labels(catalogue, lv), folds, list(config.thresholds), config.seed).assign(level=lv)
+                       for lv in ('sub', 'super')], ignore_index=True)
+        return {k: c[k].to_numpy() for k in ('fold', 'threshold', 'accuracy', 'n_features')} | \
+               {'is_svm': (c.model == 'svm').to_numpy(), 'is_super': (c.level == 'super').to_numpy()}
+    pc, _ = cached_run(dict(probe='variance threshold + logreg/linear SVM', thresholds=list(config.thresholds), seed=config.seed,
+                            embeddings=emb, labels=list(map(int, catalogue.target))), probe, code_hash(threshold_probe_curve, *POOLING_CODE))
+    curves = pd.DataFrame({'fold': pc['fold'], 'threshold': pc['threshold'], 'model': np.where(pc['is_svm'], 'svm', 'logreg'),
+                           'accuracy': pc['accuracy'], 'n_features': pc['n_features'], 'level': np.where(pc['is_super'], 'super', 'sub')})
+    probes = curves.groupby(['threshold', 'level', 'model']).agg(accuracy=('accuracy', 'mean'), sd=('accuracy', 'std'),
+                                                                 n_features=('n_features', 'mean')).reset_index()
+    delta_run = runs_of.get('delta', run_id(dict(pooling='delta', embeddings=emb), code))
+    probe_rows = pd.DataFrame([('yamnet', 'yamnet/delta' if r.threshold == 0 else f'yamnet/delta@vt={r.threshold:.4f}', delta_run, 0,
+                                'none', 'cross-fold', r.level, f'{r.model}_accuracy', 1, r.accuracy)
+                               for r in probes.itertuples() if np.isfinite(r.accuracy)], columns=RESULT_COLUMNS)
+    results = pd.concat(rows + [probe_rows], ignore_index=True)
+    write_results(results, 'yamnet', reports)
+    pred = {'mu': spaces_of.get('mu'), 'delta': spaces_of.get('delta'), 'energy-weighted+sqrt': spaces_of.get('energy-weighted+sqrt'), 'selected': sp_sel}
+    preds = pd.concat([predictions_from_spaces(sp, catalogue, f'yamnet/{n}', sel_meta['run'] if n == 'selected' else runs_of[n], 0,
+                                               tuple(config.distances), tuple(config.protocols))
+                       for n, sp in pred.items() if sp is not None], ignore_index=True)
+    write_predictions(preds, 'yamnet', reports)
+    record_runs(records, 'yamnet', reports)
+    reps = {f'yamnet/{n}': sp for n, sp in spaces_of.items() if not isinstance(sp, dict)}
+    return dict(results=results, probes=probes, curves=curves, chosen=chosen, selection_scores=selection_scores, reps=reps)

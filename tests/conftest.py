@@ -32,3 +32,13 @@ def notebook_runner(tmp_path):
         run_notebook(name, tmp_path, reports=str(reports), **parameters)
         return reports
     return run
+
+
+@pytest.fixture(scope='session')
+def tiny_reports(tmp_path_factory):
+    "Every notebook of reports/params.yaml run ONCE per test session with profile='tiny' into a temporary reports folder."
+    from audio_latent.report import run_notebooks
+    reports = tmp_path_factory.mktemp('tiny_reports')
+    facts = run_notebooks('tiny', reports=reports)
+    assert (facts.status == 'ok').all()
+    return reports

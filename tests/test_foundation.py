@@ -6,7 +6,7 @@ import numpy as np, pandas as pd, pytest, soundfile as sf
 from audio_latent.data import (esc50_catalogue, find_esc50, load_audio, load_esc50_audio, pad_to_patches,
                                subset_catalogue, AudioError)
 from audio_latent.features import logmel, minmax_per_clip, stft_db_256
-from audio_latent.retrieval import nearest_neighbours, evaluate_representation, RESULT_COLUMNS
+from audio_latent.retrieval import nearest_neighbours, RESULT_COLUMNS
 
 
 def test_catalogue_labels(catalogue):
@@ -65,8 +65,8 @@ def test_cross_fold_never_returns_same_fold_on_real_features(catalogue):
     assert (nn_loo != np.arange(len(sub))[:, None]).all()
 
 
-def test_baseline_notebook_tiny(notebook_runner):
-    reports = notebook_runner('02b_baseline.ipynb', profile='tiny')
+def test_baseline_notebook_tiny(tiny_reports):
+    reports = tiny_reports
     df = pd.read_csv(reports/'results'/'baseline.csv')
     assert list(df.columns) == RESULT_COLUMNS
     assert set(df.protocol) == {'loo', 'cross-fold'} and set(df.level) == {'sub', 'super'}

@@ -2,15 +2,8 @@
 import pandas as pd, pytest
 from audio_latent.report import (run_notebooks, build_report, load_results, compare_with_theses, thesis_coverage,
                                  load_run_plan, NotebookFailed)
-
-
-@pytest.fixture(scope='session')
-def tiny_reports(tmp_path_factory):
-    "All notebooks of reports/params.yaml run once with profile='tiny' into a temporary reports folder."
-    reports = tmp_path_factory.mktemp('tiny_reports')
-    facts = run_notebooks('tiny', reports=reports)
-    assert (facts.status == 'ok').all()
-    return reports
+from audio_latent.experiment import load_runs, RUN_COLUMNS
+from audio_latent.retrieval import RESULT_COLUMNS
 
 
 def test_every_thesis_table_has_rows_of_ours(tiny_reports):
@@ -29,16 +22,26 @@ def test_every_thesis_table_has_rows_of_ours(tiny_reports):
     assert 'baseline' in ran and len(ran) >= len(planned)
 
 
-def test_results_are_tidy_and_finite(tiny_reports):
-    for f in (tiny_reports/'results').glob('*.csv'):
+def test_results_are_tidy_finite_and_traceable_to_their_runs(tiny_reports):
+    build_report(tiny_reports)  # writes mcnemar.csv too
+    runs = load_runs(tiny_reports)
+    assert list(runs.columns) == RUN_COLUMNS and runs.run.is_unique
+    files = [f for f in (tiny_reports/'results').glob('*.csv') if f.name != 'runs.csv']
+    assert {f.stem for f in files} >= {'baseline', 'yamnet', 'mcnemar'}
+    for f in files:
         df = pd.read_csv(f)
-        assert list(df.columns) == ['experiment', 'representation', 'distance', 'protocol', 'level', 'metric', 'k', 'value'], f
+        assert list(df.columns) == RESULT_COLUMNS, f
         assert df.value.notna().all(), f
+        # every row names the run that made it, and that run is recorded (a McNemar row names both of its runs)
+        row_runs = set(r for rr in df.run for r in str(rr).split('+'))
+        assert row_runs <= set(runs.run), (f, sorted(row_runs - set(runs.run))[:5])
+    # every recorded run says how its settings were chosen
+    assert (runs.selection.astype(str).str.len() > 0).all() and (runs.n_candidates >= 1).all()
 
 
 def test_failing_notebook_is_named_and_earlier_results_kept(tmp_path):
     nbs = tmp_path/'plan.yaml'
-    nbs.write_text("notebooks: [02b_baseline.ipynb]\nprofiles:\n  broken: {02b_baseline.ipynb: {data_dir: /nonexistent/esc50}}\n")
+    nbs.write_text("notebooks: {baseline: 02b_baseline.ipynb}\nbaseline:\n  broken: {n_mfcc: 20}\n")
     with pytest.raises(NotebookFailed, match=r'02b_baseline.ipynb failed at cell'):
         run_notebooks('broken', params_file=nbs, reports=tmp_path/'reports')
     facts = pd.read_csv(tmp_path/'reports'/'runs'/'run_facts.csv')
@@ -47,8 +50,8 @@ def test_failing_notebook_is_named_and_earlier_results_kept(tmp_path):
 
 def test_only_rerun_keeps_the_other_notebooks_facts(tmp_path):
     plan = tmp_path/'plan.yaml'
-    plan.write_text("notebooks: [02b_baseline.ipynb, 03_yamnet.ipynb]\n"
-                    "profiles:\n  broken: {02b_baseline.ipynb: {data_dir: /nonexistent/esc50}}\n")
+    plan.write_text("notebooks: {baseline: 02b_baseline.ipynb, yamnet: 03_yamnet.ipynb}\n"
+                    "baseline: {broken: {}}\nyamnet: {broken: {}}\n")
     runs = tmp_path/'reports'/'runs'; runs.mkdir(parents=True)
     pd.DataFrame([{'notebook': '03_yamnet.ipynb', 'status': 'ok', 'wall_s': 247.2, 'parameters': '{}'}]).to_csv(runs/'run_facts.csv', index=False)
     with pytest.raises(NotebookFailed):

@@ -107,21 +107,28 @@ def test_poolings_on_toy_arrays(yamnet):
         yamnet.pool(E, 'median')
 
 
-def test_notebook_tiny_profile(notebook_runner):
-    reports = notebook_runner('03_yamnet.ipynb', profile='tiny')
+def test_notebook_tiny_profile(tiny_reports):
+    reports = tiny_reports
     df = pd.read_csv(reports/'results'/'yamnet.csv')
     assert (df.experiment == 'yamnet').all()
     reps = set(df.representation)
     for r in ('yamnet/mu', 'yamnet/sigma', 'yamnet/var', 'yamnet/delta', 'yamnet/delta_time', 'yamnet/mu+sigma+delta',
-              'yamnet/energy-weighted'):
+              'yamnet/energy-weighted', 'yamnet/selected'):
         assert r in reps, r
     search = df[df.distance != 'none']
     assert set(search.protocol) == {'loo', 'cross-fold'} and set(search.level) == {'sub', 'super'}
-    assert {'accuracy', 'precision', 'recall', 'f1', 'map_at_k', 'acc_at_k'} <= set(search.metric)
+    assert {'accuracy', 'precision', 'recall', 'f1', 'map_at_k', 'acc_at_k', 'map_at_r', 'r_precision', 'map_at_k_hits_skip_empty'} <= set(search.metric)
+    # the standard MAP@K never exceeds Acc@K; the thesis's variant (divided by hits) can
+    m = search.set_index(['representation', 'distance', 'protocol', 'level', 'metric', 'k']).value.unstack('metric')
+    assert (m.map_at_k.dropna() <= m.acc_at_k.dropna() + 1e-9).all()
+    # yamnet/selected: one of the label-free candidates per outer fold, recorded with the candidate count
+    from audio_latent.experiment import load_runs
+    runs = load_runs(reports).set_index('representation')
+    assert runs.loc['yamnet/selected', 'n_candidates'] == 12 and 'inner-fold' in runs.loc['yamnet/selected', 'selection']
     assert set(df[df.metric == 'acc_at_k'].k) == {2, 3, 4, 5}
     assert df.value.between(0, 1).all()
     assert {'logreg_accuracy', 'svm_accuracy'} <= set(df.metric)
     for fig in ('yamnet_fig4_1_variance_threshold', 'yamnet_fig4_3_confusion', 'yamnet_fig4_4_missing_labels', 'yamnet_pca_superclass'):
         assert (reports/'figures'/f'{fig}.png').stat().st_size > 5000, fig
     preds = pd.read_csv(reports/'predictions'/'yamnet.csv')
-    assert len(preds) == 40 * 4 * 2 * 2  # 40 clips x 4 representations (mu, delta, energy-weighted, +sqrt) x 2 distances x 2 protocols
+    assert len(preds) == 40 * 4 * 2 * 2  # 40 clips x 4 representations (mu, delta, energy-weighted+sqrt, selected) x 2 distances x 2 protocols
