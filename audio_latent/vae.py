@@ -13,11 +13,14 @@ import keras
 from keras import layers, ops
 
 # %% auto #0
-__all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSION', 'gaussian_nll', 'calibrated_log_var',
-           'kl_diag_gaussian', 'kl_beta', 'GLU', 'EqualisedDense', 'conv_glu_block', 'total_stride', 'build_vae', 'VAE',
-           'make_vae', 'save_checkpoint', 'load_checkpoint', 'train_vae', 'clip_images', 'patch_starts',
-           'extract_patches', 'random_patches', 'encode_mu', 'patch_latents', 'pool_over_time', 'standardise',
-           'cross_fold_neighbours', 'run_key']
+__all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSION', 'HISTORY_COLUMNS', 'gaussian_nll',
+           'calibrated_log_var', 'kl_diag_gaussian', 'kl_beta', 'GLU', 'EqualisedDense', 'conv_glu_block',
+           'total_stride', 'build_vae', 'VAE', 'make_vae', 'save_checkpoint', 'load_checkpoint', 'train_vae',
+           'clip_images', 'patch_starts', 'extract_patches', 'random_patches', 'encode_mu', 'patch_latents',
+           'pool_over_time', 'standardise', 'cross_fold_neighbours', 'run_key', 'VAEConfig', 'patch_settings',
+           'thesis_settings', 'stand_in_text', 'input_features', 'fit_vae', 'embed_clips', 'trained_embeddings',
+           'vae_code_hash', 'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'linear_probe_foldwise',
+           'run_vae_experiment']
 
 # %% ../nbs/04_vae.ipynb #6be6fe0d
 LOG_2PI = float(np.log(2 * np.pi))
@@ -366,3 +369,322 @@ def run_key(settings:dict, train_stems:list) -> str:
     keep.update(model_version=MODEL_VERSION, spec=ARCHITECTURES.get(settings['architecture']))
     digest = hashlib.sha256((json.dumps(keep, sort_keys=True, default=str) + '|' + ','.join(sorted(train_stems))).encode()).hexdigest()[:10]
     return f"{settings['architecture']}-{settings['input']}-z{settings['latent_dim']}-{digest}"
+
+# %% ../nbs/04_vae.ipynb #b3e8b5da
+from .experiment import load_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs
+from .retrieval import evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results, RESULT_COLUMNS
+
+# %% ../nbs/04_vae.ipynb #282361af
+from dataclasses import dataclass, field, fields, asdict
+
+@dataclass
+class VAEConfig:
+    "The VAE experiment's settings (the `vae:` block of reports/params.yaml, one profile, plus overrides)."
+    profile: str = 'cpu'
+    architectures: tuple = ('patch', 'thesis') # which models run: the learned 'patch' VAE (+ its PCA reference) and the 'thesis' stand-ins
+    latent_dim: int = 128 # J of the patch model (fixed in advance, from fold-1 runs of the original design)
+    folds: tuple = (1, 2, 3, 4, 5) # outer folds evaluated (queries); all folds of the data are used for training
+    seeds: tuple = (0, 1, 2) # seeds of the final patch models
+    epoch_candidates: tuple = (4, 8, 12) # the only choice made per outer fold, inside its training folds
+    selection_seed: int = 0 # the seed of the inner selection runs
+    crops_per_clip: int = 16 # random 8-frame windows per training clip and epoch
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    beta: float = 0.1
+    beta_warmup: int = 3
+    thesis_latent_dims: tuple = (64, 128)
+    thesis_epochs: int = 1
+    thesis_width: float = 0.0625
+    thesis_batch_size: int = 20
+    thesis_learning_rate: float = 5e-4
+    thesis_beta: float = 1.0
+    thesis_beta_warmup: int = 1
+    n_per_class: int|None = None # clips per class (None: all); the tiny profile uses 5
+    n_classes: int|None = None # classes kept, spread over the 50 (None: all)
+    n_boot: int = 1000 # bootstrap resamples of the accuracy CI
+
+    @classmethod
+    def from_settings(cls, settings:dict, profile:str='cpu') -> 'VAEConfig':
+        "Typed config from `load_settings('vae', profile, overrides)`; unknown keys are an error."
+        known = {f.name for f in fields(cls)}
+        if bad := sorted(set(settings) - known): raise ValueError(f"Unknown VAE settings {bad}; known: {sorted(known)}.")
+        conv = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}
+        return cls(**{**conv, 'profile': profile})
+
+def patch_settings(cfg:VAEConfig) -> dict:
+    "Everything that defines a patch-VAE training run except seed, epochs and data."
+    spec = ARCHITECTURES['patch']
+    return dict(architecture='patch', input='logmel', latent_dim=int(cfg.latent_dim), batch_size=int(cfg.batch_size),
+                learning_rate=float(cfg.learning_rate), beta=float(cfg.beta), beta_warmup=int(cfg.beta_warmup),
+                patch_frames=spec['patch_frames'], hop_frames=spec['hop_frames'], crops_per_clip=int(cfg.crops_per_clip), spec=spec)
+
+def thesis_settings(cfg:VAEConfig, latent_dim:int) -> dict:
+    "Settings of a thesis-architecture run."
+    return dict(architecture='thesis', input='stft256', latent_dim=int(latent_dim), width=float(cfg.thesis_width),
+                batch_size=int(cfg.thesis_batch_size), learning_rate=float(cfg.thesis_learning_rate), beta=float(cfg.thesis_beta),
+                beta_warmup=int(cfg.thesis_beta_warmup), spec=ARCHITECTURES['thesis'])
+
+def stand_in_text(cfg:VAEConfig, latent_dim:int) -> str:
+    "What makes a thesis-architecture run a stand-in for the thesis's model ('' at the thesis's own setting)."
+    if cfg.thesis_width >= 1 and cfg.thesis_epochs >= 1000: return ''
+    e = cfg.thesis_epochs
+    return f"thesis architecture at width 1/{1 / cfg.thesis_width:g}, {e} epoch{'s' * (e != 1)}, latent {latent_dim}"
+
+def input_features(name:str, # 'logmel' (64-band log-mel) or 'stft256' (the thesis's 256 x 256 log-STFT)
+                   audio:np.ndarray, # waveforms (n, samples)
+                   stems:list, # clip ids, for the cache key
+                  ) -> np.ndarray: # (n, frames, bins) in [0, 1]
+    "Per-clip min-max scaled inputs, cached on disk by clip list."
+    from audio_latent.data import cache_dir
+    from audio_latent.features import logmel, minmax_per_clip, stft_db_256
+    key = hashlib.sha256(('|'.join(stems) + name).encode()).hexdigest()[:12]
+    f = cache_dir()/'vae'/f'features_{name}_{key}.npy'
+    if f.exists(): return np.load(f)
+    if name == 'logmel': S = minmax_per_clip(logmel(audio))
+    elif name == 'stft256': S = np.swapaxes(stft_db_256(audio), -1, -2)  # (n, 256 frames, 256 bins)
+    else: raise ValueError(f"Unknown input {name!r}; choose 'stft256' or 'logmel'.")
+    S = np.ascontiguousarray(S, dtype=np.float32)
+    f.parent.mkdir(parents=True, exist_ok=True); _save_atomic(lambda p: np.save(open(p, 'wb'), S), f)
+    return S
+
+def fit_vae(S:np.ndarray, # inputs of all clips (n, frames, bins)
+            train_idx:np.ndarray, # clips it trains on
+            s:dict, # `patch_settings` or `thesis_settings`
+            seed:int, epochs:int,
+            fold:int, # outer fold: seeds the per-epoch generators with `seed`
+            train_stems:list, # ids of the training clips (checkpoint key)
+            validation_idx:np.ndarray|None=None, # clips whose loss is traced (never used for a choice)
+            progress:bool=False) -> tuple[VAE, pd.DataFrame]:
+    "Train (or resume, or load from its checkpoint) one VAE to `epochs`."
+    from audio_latent.data import cache_dir
+    arch = s['architecture']; bs = s['batch_size']
+    if arch == 'thesis':
+        X = clip_images(S, arch); shape = X.shape[1:]
+        def batches(epoch, rng):
+            order = rng.permutation(train_idx); return (X[order[i:i + bs]] for i in range(0, len(order), bs))
+        validation = None if validation_idx is None else X[validation_idx]
+    else:
+        P = s['patch_frames']; shape = (P, S.shape[2])
+        def batches(epoch, rng):
+            clips = rng.permutation(np.repeat(train_idx, s['crops_per_clip']))
+            n_full = max(1, len(clips) // bs) * bs  # drop the ragged tail (keeps one tf.function trace)
+            return (random_patches(S, clips[i:i + bs], rng, P) for i in range(0, min(n_full, len(clips)), bs))
+        validation = None if validation_idx is None else random_patches(S, np.repeat(validation_idx, 4), np.random.default_rng([seed, fold, 0]), P)
+    keras.utils.set_random_seed(seed * 100 + fold)
+    vae = make_vae(arch, shape, s['latent_dim'], s.get('width', 1.0))
+    ckpt = cache_dir()/'vae'/run_key({**s, 'seed': seed}, list(train_stems))/f'fold{fold}'
+    state = ckpt/'state.json'
+    # a checkpoint trained further than asked cannot give the earlier weights: train again from scratch
+    retrain = state.exists() and json.loads(state.read_text())['epochs_done'] > epochs
+    hist = train_vae(vae, batches, epochs, ckpt, s['learning_rate'], s['beta'], s['beta_warmup'], validation=validation,
+                     seed=seed, fold=fold, retrain=retrain, progress=progress)
+    return vae, hist
+
+def embed_clips(vae:VAE, s:dict, S:np.ndarray, rows:np.ndarray|None=None) -> np.ndarray:
+    "Search vectors (pooled mu_z for 'patch', mu_z for 'thesis') of `rows` (default all); other rows are NaN (not embedded)."
+    rows = np.arange(len(S)) if rows is None else np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+    if s['architecture'] == 'thesis': V = encode_mu(vae.encoder, clip_images(S[rows], 'thesis'), batch_size=32)
+    else: V = pool_over_time(patch_latents(vae.encoder, S[rows], s['patch_frames'], s['hop_frames']))
+    E = np.full((len(S), V.shape[1]), np.nan, np.float32); E[rows] = V
+    return E
+
+HISTORY_COLUMNS = ['epoch', 'validation', 'beta', 'total', 'recon', 'kl', 'seconds']
+
+def trained_embeddings(S:np.ndarray, catalogue:pd.DataFrame, s:dict, seed:int, epochs:int,
+                       outer_fold:int, # the fold this model is for (never trained on)
+                       train_folds:list, # folds it trains on
+                       trace_fold:int, # fold whose loss is traced
+                       embed_folds:list, # folds whose clips are embedded (others: NaN)
+                       code:str, # `code_hash` of what determines the arrays
+                       progress:bool=False) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    "Embeddings and loss history of one trained model, through `cached_run`: (E (n, d), history, meta)."
+    fold_of = catalogue.fold.to_numpy(); stems = catalogue.stem.tolist()
+    train_idx = np.flatnonzero(np.isin(fold_of, train_folds))
+    settings = dict(track='vae', **{k: v for k, v in s.items()}, seed=int(seed), epochs=int(epochs), outer_fold=int(outer_fold),
+                    train_folds=sorted(int(f) for f in train_folds), trace_fold=int(trace_fold),
+                    embed_folds=sorted(int(f) for f in embed_folds), clips=hashlib.sha256('|'.join(stems).encode()).hexdigest()[:12])
+    def compute():
+        vae, hist = fit_vae(S, train_idx, s, seed, epochs, outer_fold, [stems[i] for i in train_idx],
+                            np.flatnonzero(fold_of == trace_fold), progress)
+        h = hist.assign(validation=(hist.split == 'validation').astype(float))[HISTORY_COLUMNS].to_numpy(np.float64)
+        return dict(embeddings=embed_clips(vae, s, S, np.isin(fold_of, embed_folds)), history=h)
+    arrays, meta = cached_run(settings, compute, code)
+    hist = pd.DataFrame(arrays['history'], columns=HISTORY_COLUMNS)
+    hist = hist.assign(epoch=hist.epoch.astype(int), split=np.where(hist.validation > 0, 'validation', 'train')).drop(columns='validation')
+    return arrays['embeddings'], hist, meta
+
+def vae_code_hash() -> str:
+    "Hash of every function whose source determines a trained model's cached embeddings (read from the exported module, so the notebook and `import audio_latent.vae` agree)."
+    import audio_latent.features as feats, audio_latent.vae as m
+    return code_hash(m.gaussian_nll, m.calibrated_log_var, m.kl_diag_gaussian, m.kl_beta, m.GLU, m.EqualisedDense, m.conv_glu_block,
+                     m.build_vae, m.VAE, m.make_vae, m.train_vae, m.save_checkpoint, m.load_checkpoint, m.clip_images, m.random_patches,
+                     m.extract_patches, m.patch_starts, m.encode_mu, m.patch_latents, m.pool_over_time, m.fit_vae, m.embed_clips,
+                     m.trained_embeddings, m.input_features, feats.logmel, feats.minmax_per_clip, feats.stft_db_256)
+
+
+# %% ../nbs/04_vae.ipynb #0496a2f1
+def select_epochs(S:np.ndarray, catalogue:pd.DataFrame, s:dict,
+                  outer_fold:int, # k: its clips are never trained on, embedded or scored here
+                  candidates:tuple, # epochs to compare (one model trained on, checkpoint by checkpoint)
+                  code:str, seed:int=0, progress:bool=False) -> dict:
+    "Choose the epochs for outer fold k inside its training folds: train on the folds other than k and v = inner_validation_fold(k), score MAP@R (cosine, sub) of v's clips against those folds at each candidate; ties go to fewer epochs."
+    fold_of = catalogue.fold.to_numpy(); folds = sorted(int(f) for f in np.unique(fold_of))
+    v = inner_validation_fold(outer_fold, folds); train = [f for f in folds if f not in (outer_fold, v)]
+    scores, runs, wall = {}, [], 0.0
+    for e in sorted(int(c) for c in candidates):  # increasing: each run resumes the previous checkpoint
+        E, hist, meta = trained_embeddings(S, catalogue, s, seed, e, outer_fold, train, v, train + [v], code, progress)
+        X = standardise(E, np.isin(fold_of, train))  # statistics of the inner training folds only
+        scores[e] = inner_fold_score({v: X}, catalogue, gallery_folds=[f for f in folds if f != outer_fold],
+                                     metric='cosine', level='sub', score='map_at_r')
+        runs.append(meta['run']); wall += float(meta['wall_s'])
+    best = max(scores.values()); chosen = min(e for e, sc in scores.items() if sc == best)
+    return dict(outer_fold=int(outer_fold), validation_fold=v, train_folds=train, scores=scores, chosen=chosen,
+                runs=runs, wall_s=wall, history=hist)
+
+
+# %% ../nbs/04_vae.ipynb #1a4ab171
+def pca_patch_embeddings(S:np.ndarray, # log-mel inputs of all clips
+                         train_idx:np.ndarray, # clips the PCA is fitted on (training folds only)
+                         n_components:int, patch_frames:int=8, hop_frames:int=4,
+                         fit_windows_per_clip:int=16, seed:int=0) -> np.ndarray:
+    "PCA of 8-frame windows fitted on `train_idx`, applied to every window of every clip, pooled like the VAE."
+    from sklearn.decomposition import PCA
+    rng = np.random.default_rng([seed, 7]); clips = np.repeat(np.asarray(train_idx), fit_windows_per_clip)
+    W = random_patches(S, clips, rng, patch_frames).reshape(len(clips), -1)
+    pca = PCA(min(n_components, W.shape[0], W.shape[1]), random_state=seed).fit(W)
+    Z = []
+    for i in range(0, len(S), 128):
+        P = extract_patches(S[i:i + 128], patch_frames, hop_frames); n, m = P.shape[:2]
+        Z.append(pca.transform(P.reshape(n * m, -1)).reshape(n, m, -1))
+    return pool_over_time(np.concatenate(Z))
+
+def foldwise_spaces(E:dict, # outer fold -> (n, d) embeddings of all clips by that fold's model
+                    folds:np.ndarray) -> dict:
+    "Each fold's search space: its model's vectors z-scored with the statistics of the other folds' clips only."
+    return {k: standardise(np.asarray(X), np.asarray(folds) != k) for k, X in E.items()}
+
+def linear_probe_foldwise(spaces:dict, # fold -> standardised vectors (statistics of the other folds)
+                          y:np.ndarray, folds:np.ndarray, model:str='logreg', seed:int=0) -> float:
+    "Mean over folds of the test accuracy of a linear probe trained on the other folds, in that fold's space."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+    import warnings
+    accs = []
+    for f, X in spaces.items():
+        tr, te = folds != f, folds == f
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            if model == 'logreg':
+                accs.append(LogisticRegression(max_iter=2000, random_state=seed).fit(X[tr], y[tr]).score(X[te], y[te]))
+            else:  # linear SVM on the Gram matrix (liblinear took minutes per fit here)
+                A, B = X[tr].astype(np.float64), X[te].astype(np.float64)
+                accs.append(SVC(kernel='precomputed').fit(A @ A.T, y[tr]).score(B @ A.T, y[te]))
+    return float(np.mean(accs))
+
+def run_vae_experiment(cfg:VAEConfig, # typed settings
+                       catalogue:pd.DataFrame, # the clips (fold, target, stem, src_file)
+                       audio:np.ndarray, # their waveforms
+                       reports=None, # reports folder (default: the project's)
+                       progress:bool=False) -> dict:
+    "Select epochs per outer fold inside its training folds, train the final models (seeds), the PCA reference and the thesis stand-ins, evaluate fold-wise spaces; write results, predictions, training traces and runs.csv."
+    from audio_latent.retrieval import level_labels, write_predictions
+    from audio_latent.data import reports_dir
+    out_dir = reports_dir(reports); fold_of = catalogue.fold.to_numpy()
+    all_folds = sorted(int(f) for f in np.unique(fold_of)); outer = [int(f) for f in cfg.folds]
+    if missing := sorted(set(outer) - set(all_folds)): raise ValueError(f"folds={outer}: no clips in fold(s) {missing}.")
+    code = vae_code_hash(); stems = catalogue.stem.tolist()
+    data = f"ESC-50, {len(catalogue)} clips" + (f" ({cfg.n_per_class} per class, {catalogue.target.nunique()} classes)" if cfg.n_per_class else '')
+    features = {}
+    def feats(name):
+        if name not in features: features[name] = input_features(name, audio, stems)
+        return features[name]
+    reps, records, histories, selection_rows = {}, [], [], []
+    selections = {}
+    def add_hist(h, rep, seed, fold, stage):
+        histories.append(h.assign(representation=rep, seed=seed, fold=fold, stage=stage))
+    if 'patch' in cfg.architectures:
+        s = patch_settings(cfg); S = feats('logmel'); rep = f"vae/patch/{s['latent_dim']}"
+        for k in outer:
+            sel = select_epochs(S, catalogue, s, k, cfg.epoch_candidates, code, cfg.selection_seed, progress)
+            selections[k] = sel; add_hist(sel['history'], rep, cfg.selection_seed, k, 'selection')
+            selection_rows += [dict(outer_fold=k, validation_fold=sel['validation_fold'], epochs=e, map_at_r=sc,
+                                    chosen=e == sel['chosen']) for e, sc in sel['scores'].items()]
+            if progress: print(f"outer fold {k}: inner MAP@R {sel['scores']} -> {sel['chosen']} epochs", flush=True)
+        chosen = {k: selections[k]['chosen'] for k in outer}
+        selection_text = (f"epochs in {{{','.join(str(int(c)) for c in sorted(cfg.epoch_candidates))}}} by inner-fold MAP@R "
+                          f"(cosine, sub-class; train on the 3 folds other than k and v, validate on v = inner_validation_fold(k)), "
+                          f"per outer fold k, seed {cfg.selection_seed}; architecture, latent {s['latent_dim']}, width, learning rate "
+                          f"and beta fixed in advance (set earlier from fold-1 runs, not re-selected)")
+        for seed in cfg.seeds:
+            E, metas = {}, {}
+            for k in outer:
+                E[k], h, metas[k] = trained_embeddings(S, catalogue, s, int(seed), chosen[k], k, [f for f in all_folds if f != k],
+                                                       k, all_folds, code, progress)
+                add_hist(h, rep, int(seed), k, 'final')
+                if progress: print(f"{rep} seed {seed} fold {k}: {chosen[k]} epochs, {metas[k]['wall_s']:.0f} s", flush=True)
+            rid = run_id(dict(representation=rep, seed=int(seed), fold_runs={str(k): m['run'] for k, m in metas.items()}), code)
+            reps[(rep, int(seed))] = dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)
+            records.append(dict(run=rid, representation=rep, seed=int(seed), uses_labels=False,
+                                settings={**{k: v for k, v in s.items() if k != 'spec'}, 'folds': outer, 'fold_runs': {str(k): m['run'] for k, m in metas.items()},
+                                          'selection_runs': {str(k): selections[k]['runs'] for k in outer}},
+                                selection=selection_text, n_candidates=len(cfg.epoch_candidates), chosen=chosen, data=data, code=code,
+                                commit=metas[outer[0]]['commit'], wall_s=round(sum(m['wall_s'] for m in metas.values()) +
+                                (sum(sel['wall_s'] for sel in selections.values()) if int(seed) == cfg.selection_seed else 0.0), 1),
+                                stand_in=''))
+        # the linear reference: PCA of the same windows, fitted on the training folds of each outer fold
+        import audio_latent.vae as m
+        pca_code = code_hash(m.pca_patch_embeddings, m.random_patches, m.extract_patches, m.patch_starts, m.pool_over_time, m.input_features)
+        prep = f"pca/patch/{s['latent_dim']}"; E, metas = {}, {}
+        for k in outer:
+            train_idx = np.flatnonzero(fold_of != k)
+            arr, metas[k] = cached_run(dict(track='vae', representation=prep, outer_fold=k, n_components=s['latent_dim'],
+                                            patch_frames=s['patch_frames'], hop_frames=s['hop_frames'], seed=0,
+                                            clips=hashlib.sha256('|'.join(stems).encode()).hexdigest()[:12]),
+                                       lambda: dict(embeddings=pca_patch_embeddings(S, train_idx, s['latent_dim'], s['patch_frames'], s['hop_frames'])),
+                                       pca_code)
+            E[k] = arr['embeddings']
+        rid = run_id(dict(representation=prep, seed=0, fold_runs={str(k): m['run'] for k, m in metas.items()}), pca_code)
+        reps[(prep, 0)] = dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)
+        records.append(dict(run=rid, representation=prep, seed=0, uses_labels=False,
+                            settings=dict(n_components=s['latent_dim'], patch_frames=s['patch_frames'], hop_frames=s['hop_frames'],
+                                          fit_windows_per_clip=16, folds=outer), selection='none (deterministic linear reference, fitted on the training folds of each outer fold)',
+                            n_candidates=1, chosen={}, data=data, code=pca_code, commit=metas[outer[0]]['commit'],
+                            wall_s=round(sum(m['wall_s'] for m in metas.values()), 1), stand_in=''))
+    if 'thesis' in cfg.architectures:
+        S = feats('stft256')
+        for d in cfg.thesis_latent_dims:
+            s = thesis_settings(cfg, d); rep = f"vae/thesis/{int(d)}"; E, metas = {}, {}
+            for k in outer:
+                E[k], h, metas[k] = trained_embeddings(S, catalogue, s, 0, int(cfg.thesis_epochs), k, [f for f in all_folds if f != k],
+                                                       k, all_folds, code, progress)
+                add_hist(h, rep, 0, k, 'final')
+            rid = run_id(dict(representation=rep, seed=0, fold_runs={str(k): m['run'] for k, m in metas.items()}), code)
+            reps[(rep, 0)] = dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)
+            records.append(dict(run=rid, representation=rep, seed=0, uses_labels=False,
+                                settings={**{k: v for k, v in s.items() if k != 'spec'}, 'epochs': int(cfg.thesis_epochs), 'folds': outer,
+                                          'fold_runs': {str(k): m['run'] for k, m in metas.items()}},
+                                selection=f"none: epochs fixed at {cfg.thesis_epochs} (budget), one seed", n_candidates=1,
+                                chosen={k: int(cfg.thesis_epochs) for k in outer}, data=data, code=code, commit=metas[outer[0]]['commit'],
+                                wall_s=round(sum(m['wall_s'] for m in metas.values()), 1), stand_in=stand_in_text(cfg, d)))
+    # evaluation: both protocols in fold-wise spaces; linear probes fold-wise
+    rows, preds = [], []
+    for (rep, seed), r in reps.items():
+        rows.append(evaluate_spaces(r['spaces'], catalogue, 'vae', rep, r['run'], seed=seed, n_boot=cfg.n_boot))
+        for level in ('sub', 'super'):
+            y = level_labels(catalogue, level)
+            for model in ('logreg', 'svm'):
+                rows.append(pd.DataFrame([dict(experiment='vae', representation=rep, run=r['run'], seed=seed, distance='none',
+                                               protocol='cross-fold', level=level, metric=f'{model}_accuracy', k=1,
+                                               value=linear_probe_foldwise(r['spaces'], y, fold_of, model))]))
+        if seed == 0: preds.append(predictions_from_spaces(r['spaces'], catalogue, rep, r['run'], seed=0))
+    results = pd.concat(rows, ignore_index=True)[RESULT_COLUMNS]
+    write_results(results, 'vae', out_dir); predictions = pd.concat(preds, ignore_index=True)
+    write_predictions(predictions, 'vae', out_dir)
+    record_runs(records, 'vae', out_dir)
+    training = pd.concat(histories, ignore_index=True)[['representation', 'seed', 'stage', 'fold', 'epoch', 'split', 'beta', 'total', 'recon', 'kl', 'seconds']]
+    (out_dir/'training').mkdir(parents=True, exist_ok=True)
+    training.to_csv(out_dir/'training'/'vae.csv', index=False, float_format='%.6f', lineterminator='\n')
+    return dict(results=results, predictions=predictions, training=training, selection=pd.DataFrame(selection_rows),
+                runs=pd.DataFrame(records), spaces=reps, chosen={k: sel['chosen'] for k, sel in selections.items()},
+                features=features, code=code)
+
