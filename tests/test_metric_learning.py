@@ -44,8 +44,8 @@ def test_cpu_profile_settings():
     assert 'one seed' in runs['triplet/model1']['stand_in']
 
 
-def test_notebook_tiny_profile_on_real_clips(notebook_runner):
-    reports = notebook_runner('05_metric_learning.ipynb', profile='tiny')
+def test_notebook_tiny_profile_on_real_clips(tiny_reports):
+    reports = tiny_reports
     df = pd.read_csv(reports/'results'/'metric_learning.csv')
     runs = pd.read_csv(reports/'results'/'runs.csv', keep_default_na=False)
     runs = runs[runs.experiment == 'metric_learning']
