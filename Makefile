@@ -41,7 +41,7 @@ build-report: env
 # fresh `make report`; the rerun's files replace reports/ (see `git diff`).
 check-results: env
 	rm -rf .check && mkdir -p .check && cp -r reports/results .check/committed
-	AUDIO_LATENT_CACHE=$(abspath .check/cache) $(BIN)/python -m audio_latent.report run --profile $(PROFILE)
+	AUDIO_LATENT_CACHE=$(abspath .check/cache) $(BIN)/python -m audio_latent.report run --force --profile $(PROFILE)
 	$(BIN)/python -m audio_latent.report build
 	$(BIN)/python -m audio_latent.experiment check .check/committed reports/results
 

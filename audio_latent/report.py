@@ -13,10 +13,10 @@ import yaml
 from .data import project_root, reports_dir
 
 # %% auto #0
-__all__ = ['REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS', 'load_run_plan', 'NotebookFailed', 'run_notebooks', 'load_results',
-           'seed_summary', 'plot_summary', 'run_environment', 'load_thesis_numbers', 'mean_over_seeds',
-           'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'mcnemar_results',
-           'build_report', 'main']
+__all__ = ['FACT_COLUMNS', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS', 'load_run_plan', 'NotebookFailed', 'notebook_key',
+           'run_notebooks', 'load_results', 'seed_summary', 'plot_summary', 'run_environment', 'load_thesis_numbers',
+           'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows',
+           'mcnemar_results', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 def load_run_plan(params_file:str|Path|None=None, # settings file (default: reports/params.yaml)
@@ -43,25 +43,53 @@ def _failed_cell(executed:Path) -> str:
                 return f"cell {i} ({cell.source.strip().splitlines()[0][:80] if cell.source.strip() else 'empty'}): {out.get('ename')}: {out.get('evalue')}"
     return 'unknown cell'
 
+def notebook_key(notebook:str|Path, # the notebook file
+                 params:dict, # its papermill parameters
+                 params_file:str|Path|None=None, # the settings file
+                 data_dir:str|Path|None=None, # ESC-50 (default: `data.find_esc50()`)
+                ) -> str:
+    "Hash of everything a notebook's results depend on: itself, the package's modules, the settings, the parameters, the data's file list."
+    import hashlib
+    from audio_latent.data import find_esc50
+    root = project_root(); h = hashlib.sha256()
+    files = [Path(notebook), Path(params_file or root/'reports'/'params.yaml'), *sorted((root/'audio_latent').glob('*.py'))]
+    for f in files: h.update(f.name.encode()); h.update(f.read_bytes())
+    h.update(json.dumps(params, sort_keys=True).encode())
+    esc = Path(data_dir) if data_dir else find_esc50()
+    h.update((esc/'meta'/'esc50.csv').read_bytes())
+    for f in sorted((esc/'audio').iterdir()): h.update(f'{f.name}:{f.stat().st_size}'.encode())
+    return h.hexdigest()[:16]
+
+FACT_COLUMNS = ['notebook', 'status', 'wall_s', 'parameters', 'key']
+
 def run_notebooks(profile:str='cpu', # profile in the plan
                   params_file:str|Path|None=None, # plan (default: reports/params.yaml)
                   reports:str|Path|None=None, # reports folder (default: the project's)
                   only:list|None=None, # run just these notebooks
+                  force:bool=False, # rerun even a notebook whose inputs did not change
                  ) -> pd.DataFrame:
-    "Run the plan's notebooks with papermill; return (and write) the run facts."
+    "Run the plan's notebooks with papermill (skipping those whose inputs did not change); return (and write) the run facts."
     import papermill as pm
     root = project_root(); out = reports_dir(reports); runs = out/'runs'; runs.mkdir(exist_ok=True)
     plan = load_run_plan(params_file, profile); order = [nb for nb, _ in plan]
+    old = pd.read_csv(runs/'run_facts.csv', keep_default_na=False).reindex(columns=FACT_COLUMNS).fillna('').to_dict('records') \
+          if (runs/'run_facts.csv').exists() else []
     # with `only`, the facts of the notebooks not rerun stay in the file (their outputs stay in reports/ too)
-    kept = [r for r in pd.read_csv(runs/'run_facts.csv').to_dict('records') if r['notebook'] not in only] \
-           if only and (runs/'run_facts.csv').exists() else []
+    kept = [r for r in old if only and r['notebook'] not in only]
+    last = {r['notebook']: r for r in old}
     facts = []
     def save():
         rows = sorted(kept + facts, key=lambda r: order.index(r['notebook']) if r['notebook'] in order else len(order))
-        pd.DataFrame(rows, columns=['notebook', 'status', 'wall_s', 'parameters']).to_csv(runs/'run_facts.csv', index=False)
+        pd.DataFrame(rows, columns=FACT_COLUMNS).to_csv(runs/'run_facts.csv', index=False)
     for nb, params in plan:
         if only and nb not in only: continue
         if reports is not None: params = {**params, 'reports': str(out)}
+        key = notebook_key(root/'nbs'/nb, params, params_file)
+        prev = last.get(nb, {}); track = next(t for t, n in (yaml.safe_load(Path(params_file or root/'reports'/'params.yaml').read_text())['notebooks']).items() if n == nb)
+        if not force and prev.get('status') == 'ok' and prev.get('key') == key and (out/'results'/f'{track}.csv').exists() and (runs/nb).exists():
+            facts.append(prev); save()
+            print(f"[report] {nb}: inputs unchanged since its last run (key {key}), results kept", flush=True)
+            continue
         executed = runs/nb; t0 = time.perf_counter()
         print(f"[report] running {nb} with {params}", flush=True)
         try:
@@ -69,12 +97,12 @@ def run_notebooks(profile:str='cpu', # profile in the plan
                                 kernel_name='python3', progress_bar=False)
         except pm.PapermillExecutionError as e:
             facts.append({'notebook': nb, 'status': 'failed', 'wall_s': round(time.perf_counter() - t0, 1),
-                          'parameters': json.dumps(params, sort_keys=True)}); save()
+                          'parameters': json.dumps(params, sort_keys=True), 'key': key}); save()
             raise NotebookFailed(f"{nb} failed at {_failed_cell(executed)} (executed copy: {executed})") from None
         facts.append({'notebook': nb, 'status': 'ok', 'wall_s': round(time.perf_counter() - t0, 1),
-                      'parameters': json.dumps(params, sort_keys=True)}); save()
+                      'parameters': json.dumps(params, sort_keys=True), 'key': key}); save()
         print(f"[report] {nb} finished in {facts[-1]['wall_s']} s", flush=True)
-    return pd.DataFrame(facts)
+    return pd.DataFrame(facts, columns=FACT_COLUMNS)
 
 # %% ../nbs/06_report.ipynb #4f1457a7
 REFERENCE_LINES = {'MFCC + k-NN classifier (Piczak)': 0.322, 'CNN classifier on log-mel (Piczak)': 0.645,
@@ -345,10 +373,11 @@ def main(argv:list|None=None):
     ap.add_argument('--profile', default=os.environ.get('PROFILE', 'cpu'))
     ap.add_argument('--params', default=None); ap.add_argument('--reports', default=None)
     ap.add_argument('--only', nargs='*', default=None)
+    ap.add_argument('--force', action='store_true', help='rerun notebooks whose inputs did not change')
     a = ap.parse_args(argv)
     if a.action in ('run', 'all'):
         t0 = time.perf_counter()
-        try: run_notebooks(a.profile, a.params, a.reports, a.only)
+        try: run_notebooks(a.profile, a.params, a.reports, a.only, a.force)
         except NotebookFailed as e: print(f"[report] FAILED: {e}", file=sys.stderr); sys.exit(1)
         print(f"[report] all notebooks finished in {time.perf_counter() - t0:.0f} s")
     if a.action in ('build', 'all'): print(f"[report] wrote {build_report(a.reports)}")
