@@ -13,10 +13,10 @@ import yaml
 from .data import project_root, reports_dir
 
 # %% auto #0
-__all__ = ['FACT_COLUMNS', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS', 'load_run_plan', 'NotebookFailed', 'notebook_key',
-           'run_notebooks', 'load_results', 'seed_summary', 'plot_summary', 'run_environment', 'load_thesis_numbers',
-           'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows',
-           'mcnemar_results', 'build_report', 'main']
+__all__ = ['FACT_COLUMNS', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS', 'load_run_plan', 'NotebookFailed', 'package_modules_used',
+           'notebook_key', 'run_notebooks', 'load_results', 'seed_summary', 'plot_summary', 'run_environment',
+           'load_thesis_numbers', 'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions',
+           'mcnemar_rows', 'mcnemar_results', 'run_role', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 def load_run_plan(params_file:str|Path|None=None, # settings file (default: reports/params.yaml)
@@ -43,16 +43,33 @@ def _failed_cell(executed:Path) -> str:
                 return f"cell {i} ({cell.source.strip().splitlines()[0][:80] if cell.source.strip() else 'empty'}): {out.get('ename')}: {out.get('evalue')}"
     return 'unknown cell'
 
+def package_modules_used(notebook:str|Path, # a notebook of nbs/
+                        lib:str|Path|None=None, # the package folder (default: the project's audio_latent/)
+                       ) -> list[Path]:
+    "The package's modules a notebook imports (or exports to), with everything they import from the package in turn."
+    import re
+    lib = Path(lib or project_root()/'audio_latent'); pat = re.compile(r'(?:from|import)\s+(?:audio_latent)?\.?(\w+)')
+    text = Path(notebook).read_text()
+    todo = set(re.findall(r'audio_latent\.(\w+)', text)) | set(re.findall(r'default_exp\s+(\w+)', text))
+    seen = set()
+    while todo:
+        m = todo.pop()
+        if m in seen or not (lib/f'{m}.py').exists(): continue
+        seen.add(m)
+        src = (lib/f'{m}.py').read_text()
+        todo |= set(re.findall(r'from\s+\.(\w+)\s+import', src)) | set(re.findall(r'audio_latent\.(\w+)', src))
+    return sorted(lib/f'{m}.py' for m in seen)
+
 def notebook_key(notebook:str|Path, # the notebook file
                  params:dict, # its papermill parameters
                  params_file:str|Path|None=None, # the settings file
                  data_dir:str|Path|None=None, # ESC-50 (default: `data.find_esc50()`)
                 ) -> str:
-    "Hash of everything a notebook's results depend on: itself, the package's modules, the settings, the parameters, the data's file list."
+    "Hash of everything a notebook's results depend on: itself, the package modules it uses, the settings, the parameters, the data's file list."
     import hashlib
     from audio_latent.data import find_esc50
     root = project_root(); h = hashlib.sha256()
-    files = [Path(notebook), Path(params_file or root/'reports'/'params.yaml'), *sorted((root/'audio_latent').glob('*.py'))]
+    files = [Path(notebook), Path(params_file or root/'reports'/'params.yaml'), *package_modules_used(notebook)]
     for f in files: h.update(f.name.encode()); h.update(f.read_bytes())
     h.update(json.dumps(params, sort_keys=True).encode())
     esc = Path(data_dir) if data_dir else find_esc50()
@@ -287,12 +304,19 @@ def _sections_experiments(results:pd.DataFrame) -> list[str]:
         out.append(f"### `{exp}`: 1-NN accuracy (precision@1) and MAP@R, mean over seeds\n\n" + _md_table(t))
     return out
 
+def run_role(selection:str, n_candidates:int, stand_in:str) -> str:
+    "A short label of how a representation was chosen, from its run record."
+    if stand_in: return 'stand-in'
+    if 'candidate' in selection: return 'candidate (ablation)'
+    if int(n_candidates) > 1: return 'chosen inside the training folds'
+    return 'fixed in advance'
+
 def _sections_provenance(runs:pd.DataFrame) -> list[str]:
     if runs.empty: return []
     g = runs.groupby(['experiment', 'representation'], sort=True)
     t = g.agg(seeds=('seed', lambda s: ' '.join(map(str, sorted(s)))), uses_labels=('uses_labels', 'first'),
               selection=('selection', 'first'), n_candidates=('n_candidates', 'first'), chosen=('chosen', 'first'),
-              stand_in=('stand_in', 'first'), wall_s=('wall_s', 'sum'), runs=('run', lambda s: ' '.join(s))).reset_index()
+              stand_in=('stand_in', 'first'), wall_s=('wall_s', lambda s: f'{s.sum():.1f}'), runs=('run', lambda s: ' '.join(s))).reset_index()
     stand = runs[runs.stand_in.astype(str) != ''].drop_duplicates('representation')
     out = ["## How each number was chosen",
            "From `reports/results/runs.csv`: for every representation, the seeds run, whether labels were used, how every "
@@ -320,13 +344,15 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     results = load_results(out); runs = load_runs(out)
     labels = {r: str(u).lower() == 'true' for r, u in zip(runs.representation, runs.uses_labels)}
     stand = {r: s for r, s in zip(runs.representation, runs.stand_in.astype(str))}
+    role = {r: run_role(sel, n, st) for r, sel, n, st in zip(runs.representation, runs.selection.astype(str), runs.n_candidates, runs.stand_in.astype(str))}
     summary = seed_summary(results[results.experiment != 'mcnemar'])
     summary = summary.assign(uses_labels=summary.representation.map(labels).fillna(False).astype(bool),
-                             stand_in=summary.representation.map(stand).fillna(''))
+                             stand_in=summary.representation.map(stand).fillna(''),
+                             how_chosen=summary.representation.map(role).fillna(''))
     lr = results[(results.metric == 'classifier_accuracy') & (results.protocol == 'cross-fold') & (results.level == 'sub')]
     logreg = float(lr.value.mean()) if len(lr) else None
     plot_summary(summary, out/'figures'/'summary_cross_fold.png', logreg)
-    cols = ['experiment', 'representation', 'n_seeds', 'accuracy', 'accuracy_sd', 'seeds', 'accuracy_ci_low', 'accuracy_ci_high', 'map_at_r', 'stand_in']
+    cols = ['experiment', 'representation', 'how_chosen', 'n_seeds', 'accuracy', 'accuracy_sd', 'seeds', 'accuracy_ci_low', 'accuracy_ci_high', 'map_at_r', 'stand_in']
     md = ["# audio_latent: results on ESC-50",
           "Every number below is a pivot of `reports/results/*.csv`, written by the notebooks that `make report` ran; "
           "every row carries the id of the run that made it, and `reports/results/runs.csv` holds each run's settings.",
@@ -337,8 +363,11 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
           "across seeds, `seeds` each seed's value); interval: 95% cluster bootstrap over Freesound recordings. "
           "The lines are published classifier accuracies, human listeners, and our logistic regression on frozen YAMNet embeddings (same folds), for scale.",
           "![summary](figures/summary_cross_fold.png)",
-          "### Made without labels", _md_table(summary[~summary.uses_labels][cols]),
-          "### Trained with labels", _md_table(summary[summary.uses_labels][cols]),
+          "`how_chosen`: *chosen inside the training folds* is a selected result; a *candidate* row is one option of such a "
+          "selection scored on the test folds (an ablation: picking the best candidate row would be choosing on the test folds); "
+          "*fixed in advance* had nothing to choose; a *stand-in* keeps a thesis architecture but not its training budget.",
+          "### Made without labels", _md_table(summary[~summary.uses_labels][cols].reset_index(drop=True)),
+          "### Trained with labels", _md_table(summary[summary.uses_labels][cols].reset_index(drop=True)),
           "Note: the thesis's YAMNet `delta` is a fixed linear map of `mu` (a derivative filter along the embedding axis "
           "commutes with the mean over patches), so it carries no information `mu` lacks.",
           *_sections_provenance(runs),
