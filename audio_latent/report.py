@@ -349,7 +349,7 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     summary = summary.assign(uses_labels=summary.representation.map(labels).fillna(False).astype(bool),
                              stand_in=summary.representation.map(stand).fillna(''),
                              how_chosen=summary.representation.map(role).fillna(''))
-    lr = results[(results.metric == 'classifier_accuracy') & (results.protocol == 'cross-fold') & (results.level == 'sub')]
+    lr = results[(results.metric == 'classifier_accuracy') & (results.distance == 'logreg') & (results.protocol == 'cross-fold') & (results.level == 'sub')]
     logreg = float(lr.value.mean()) if len(lr) else None
     plot_summary(summary, out/'figures'/'summary_cross_fold.png', logreg)
     cols = ['experiment', 'representation', 'how_chosen', 'n_seeds', 'accuracy', 'accuracy_sd', 'seeds', 'accuracy_ci_low', 'accuracy_ci_high', 'map_at_r', 'stand_in']
