@@ -159,10 +159,14 @@ def plot_summary(summary:pd.DataFrame, # `seed_summary` rows with a boolean `use
     fig, axes = plt.subplots(2, 1, figsize=(9, 0.34 * sum(sizes) + 3.2), gridspec_kw={'height_ratios': sizes}, sharex=True)
     for ax, (u, name) in zip(axes, groups):
         h = summary[summary.uses_labels == u].iloc[::-1]
-        labels = [f"{r.representation}" + (' [stand-in]' if r.stand_in else '') + (f' ({r.n_seeds} seeds)' if r.n_seeds > 1 else '')
-                  for r in h.itertuples()]
+        cand = h.get('how_chosen', pd.Series('', index=h.index)).astype(str).str.startswith('candidate').to_numpy()
+        labels = [f"{r.representation}" + (' [stand-in]' if r.stand_in else '') + (' [candidate]' if c else '') +
+                  (f' ({r.n_seeds} seeds)' if r.n_seeds > 1 else '') for r, c in zip(h.itertuples(), cand)]
         err = [h.accuracy - h.accuracy_ci_low, h.accuracy_ci_high - h.accuracy]
+        # a candidate's test-fold number is an ablation, not a result: drawn pale so the selected row stands out
         ax.barh(labels, h.accuracy, xerr=err, capsize=3, color='tab:green' if u else 'tab:blue')
+        for bar, c in zip(ax.patches[-len(h):], cand):
+            if c: bar.set_alpha(0.35)
         for (ref, v), c in zip(REFERENCE_LINES.items(), ['grey', 'tab:green', 'k', 'tab:orange', 'tab:red']):
             ax.axvline(v, ls=':' if 'human' in ref else '--', lw=1, c=c, label=f'{ref}: {v:.3f}')
         if logreg is not None: ax.axvline(logreg, ls='-', lw=1.2, c='tab:purple', label=f'our logistic regression on frozen YAMNet (same folds): {logreg:.4f}')
@@ -307,8 +311,8 @@ def _sections_experiments(results:pd.DataFrame) -> list[str]:
 def run_role(selection:str, n_candidates:int, stand_in:str) -> str:
     "A short label of how a representation was chosen, from its run record."
     if stand_in: return 'stand-in'
-    if 'candidate' in selection: return 'candidate (ablation)'
     if int(n_candidates) > 1: return 'chosen inside the training folds'
+    if 'candidate' in selection: return 'candidate (ablation)'
     return 'fixed in advance'
 
 def _sections_provenance(runs:pd.DataFrame) -> list[str]:
