@@ -65,12 +65,14 @@ def notebook_key(notebook:str|Path, # the notebook file
                  params_file:str|Path|None=None, # the settings file
                  data_dir:str|Path|None=None, # ESC-50 (default: `data.find_esc50()`)
                 ) -> str:
-    "Hash of everything a notebook's results depend on: itself, the package modules it uses, the settings, the parameters, the data's file list."
+    "Hash of everything a notebook's results depend on: itself, the package modules it uses, its track's settings, the parameters, the data's file list."
     import hashlib
     from audio_latent.data import find_esc50
     root = project_root(); h = hashlib.sha256()
-    files = [Path(notebook), Path(params_file or root/'reports'/'params.yaml'), *package_modules_used(notebook)]
-    for f in files: h.update(f.name.encode()); h.update(f.read_bytes())
+    plan = yaml.safe_load(Path(params_file or root/'reports'/'params.yaml').read_text())
+    track = next((t for t, n in (plan.get('notebooks') or {}).items() if n == Path(notebook).name), None)
+    for f in [Path(notebook), *package_modules_used(notebook)]: h.update(f.name.encode()); h.update(f.read_bytes())
+    h.update(json.dumps(plan.get(track), sort_keys=True).encode())  # its own block: another track's settings do not matter
     h.update(json.dumps(params, sort_keys=True).encode())
     esc = Path(data_dir) if data_dir else find_esc50()
     h.update((esc/'meta'/'esc50.csv').read_bytes())

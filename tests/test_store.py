@@ -204,9 +204,18 @@ def test_killed_force_rebuild_keeps_the_old_index_serving(tmp_path, clips):
     with Store(tmp_path/'idx', readonly=True) as s: assert [b['state'] for b in s.builds()] == ['live']
 
 
+def slow_logmel():
+    "The log-mel embedder, 0.25 s slower per batch: a run of 16 one-file batches lasts seconds, so a signal lands mid-run."
+    from audio_latent.search import LogMelStatsEmbedder
+    class Slow(LogMelStatsEmbedder):
+        def embed(self, waveforms):
+            time.sleep(0.25); return super().embed(waveforms)
+    return Slow()
+
+
 def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
     arch = tmp_path/'arch'; _copy(arch, clips[:16])
-    p = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'logmel', '--batch-size', '1',
+    p = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:slow_logmel', '--batch-size', '1',
                                   '--quiet'), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120  # interrupt once a few batches are committed
     while time.time() < deadline:
@@ -222,7 +231,7 @@ def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
     assert len(lines) == 1 and 'interrupted; nothing half-written was kept, the index holds' in lines[0], err
     kept = int(lines[0].split('the index holds ')[1].split()[0])
     assert 3 <= kept < 16 and 'Traceback' not in err
-    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'logmel', '--quiet')
+    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:slow_logmel', '--quiet')
     assert r.returncode == 0, r.stderr
     assert 'Resumed an interrupted run' in r.stdout and f'Indexed {16 - kept} file(s)' in r.stdout, r.stdout
 
