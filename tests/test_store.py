@@ -208,6 +208,7 @@ def slow_logmel():
     "The log-mel embedder, 0.25 s slower per batch: a run of 16 one-file batches lasts seconds, so a signal lands mid-run."
     from audio_latent.search import LogMelStatsEmbedder
     class Slow(LogMelStatsEmbedder):
+        spec = 'tests.test_store:slow_logmel'  # what a batch is embedded with (the plain class's spec would rebuild the fast one)
         def embed(self, waveforms):
             time.sleep(0.25); return super().embed(waveforms)
     return Slow()
