@@ -8,7 +8,7 @@ def test_vae_tiny_profile(tiny_reports):
     reports = tiny_reports
     res = pd.read_csv(reports/'results'/'vae.csv')
     assert set(res.experiment) == {'vae'}
-    reps = {'vae/patch/128', 'pca/patch/128', 'vae/thesis/64', 'vae/thesis/128'}  # learned VAE, its linear reference, stand-ins
+    reps = {'vae/patch/128', 'pca/patch/128', *(f'vae/thesis/{d}' for d in (32, 64, 128, 256))}  # learned VAE, linear reference, stand-ins (every appendix-C size)
     assert set(res.representation) == reps
     assert np.isfinite(res.value).all() and res.run.notna().all()
     # the learned model runs the tiny profile's seeds; the deterministic reference and the stand-ins run seed 0
