@@ -139,6 +139,7 @@ def _kill_after_commits(p, idx, n_commits, extra_s, rng, timeout=120):
     return True
 
 
+@pytest.mark.stress  # flaky in a fresh clone under `make test` (see the issue note): run with `make test-stress`
 def test_sigkill_loop_leaves_a_consistent_index(tmp_path, clips):
     """index / add / sync killed at random points of their work (after 0-4 commits plus 0-0.3 s), N_TRIALS times: after
     every kill the index opens, passes its invariant check, and every name holds its own content's vector; completed
@@ -215,6 +216,7 @@ def slow_logmel():
     return Slow()
 
 
+@pytest.mark.stress  # flaky in a fresh clone under `make test` (see the issue note): run with `make test-stress`
 def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
     arch = tmp_path/'arch'; _copy(arch, clips[:16])
     p = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:slow_logmel', '--batch-size', '1',
