@@ -11,7 +11,7 @@ export AUDIO_LATENT_CACHE ?= $(abspath .cache)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: env test test-nbs test-py test-stress report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store export readme clean-cache
+.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store export readme clean-cache
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,11 +27,7 @@ test-nbs: env
 	$(BIN)/nbdev_test --n_workers 2 --do_print
 
 test-py: env
-	$(BIN)/pytest -q -p no:cacheprovider -m "not stress" tests
-
-# the index store's SIGKILL loop and SIGINT tests: timing-sensitive in a fresh clone, not yet part of `make test`
-test-stress: env
-	$(BIN)/pytest -q -p no:cacheprovider -m stress tests
+	$(BIN)/pytest -q -p no:cacheprovider tests
 
 report: env
 	$(BIN)/python -m audio_latent.report run --profile $(PROFILE)

@@ -808,11 +808,18 @@ def plan_update(known:pd.DataFrame, # the build's rows (path, size, mtime_ns, sh
                ) -> dict:
     """What an update must do, cheapest test first: a path with the size and mtime it was indexed with is unchanged;
     otherwise its hash decides (same content: only its stat is refreshed; new content: embedded again). A file whose
-    content is already indexed under another path is not embedded twice."""
+    content stays indexed under another path is not embedded twice; content indexed only under a path that vanished
+    or changed in this update does not count as indexed (else a kept copy would lose its vector with the original)."""
     by_path = {r['path']: r for r in known.to_dict('records')}
-    known_sha = set(known.sha256)
     plan = dict(embed=[], restat=[], revived=[], unchanged=0, already_indexed=0, duplicates=[], changed=[], removed=[],
                 problems=[])
+    found = {relative_to_root(p, root) for p in paths}
+    folders = None if scope is None else [Path(os.path.realpath(f)) for f in scope]  # symlinked spellings agree
+    for rel in by_path:
+        if rel in found: continue
+        full = Path(rel) if Path(rel).is_absolute() or root is None else Path(root)/rel
+        if (folders is None or _under(Path(os.path.realpath(full)), folders)) and not os.path.lexists(full):
+            plan['removed'].append(rel)
     to_hash = []
     for p in paths:
         rel = relative_to_root(p, root)
@@ -823,8 +830,13 @@ def plan_update(known:pd.DataFrame, # the build's rows (path, size, mtime_ns, sh
             plan['unchanged'] += 1
             if old['status'] != 'ok': plan['revived'].append(rel)
         else: to_hash.append((p, rel, size, mtime, old))
+    hashed = list(zip(to_hash, _hash_files([t[0] for t in to_hash], progress)))
+    leaving = set(plan['removed']) | {t[1] for t, h in hashed if t[4] is not None and not isinstance(h, OSError)
+                                       and t[4]['sha256'] != h}
+    staying = set(plan['revived']) | {t[1] for t, h in hashed if t[4] is not None and t[4]['sha256'] == h}
+    known_sha = {r['sha256'] for rel, r in by_path.items() if rel not in leaving and (r['status'] == 'ok' or rel in staying)}
     seen = set()
-    for (p, rel, size, mtime, old), h in zip(to_hash, _hash_files([t[0] for t in to_hash], progress)):
+    for (p, rel, size, mtime, old), h in hashed:
         if isinstance(h, OSError): plan['problems'].append((str(p), f"cannot be read ({h.strerror}): skipped.")); continue
         item = dict(file=p, path=rel, size=size, mtime_ns=mtime, sha256=h, label=old['label'] if old else '')
         if old is not None and old['sha256'] == h: plan['restat'].append(item)  # touched, same content
@@ -832,13 +844,6 @@ def plan_update(known:pd.DataFrame, # the build's rows (path, size, mtime_ns, sh
         elif h in known_sha: plan['already_indexed'] += 1
         elif h in seen: plan['duplicates'].append(str(p))
         else: seen.add(h); plan['embed'].append(item)
-    found = {relative_to_root(p, root) for p in paths}
-    folders = None if scope is None else [Path(os.path.realpath(f)) for f in scope]  # symlinked spellings agree
-    for rel in by_path:
-        if rel in found: continue
-        full = Path(rel) if Path(rel).is_absolute() or root is None else Path(root)/rel
-        if (folders is None or _under(Path(os.path.realpath(full)), folders)) and not os.path.lexists(full):
-            plan['removed'].append(rel)
     return plan
 
 # %% ../nbs/07_search.ipynb #7b26702d

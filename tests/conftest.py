@@ -42,7 +42,3 @@ def tiny_reports(tmp_path_factory):
     facts = run_notebooks('tiny', reports=reports)
     assert (facts.status == 'ok').all()
     return reports
-
-
-def pytest_configure(config):
-    config.addinivalue_line('markers', "stress: crash and signal tests of the index store that are timing-sensitive in a fresh clone; `make test-stress` runs them")
