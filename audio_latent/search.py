@@ -925,35 +925,44 @@ def index_folder(folder:str|Path, # the archive: every audio file under it is in
         raise FileExistsError(f"{index_path} already holds an index (old format). " + no_index_message(index_path))
     with Store.create(index_path) as s:
         s.check_writable()
-        with s.snapshot(): live, builds = s.build(), s.builds()
-        same = [b for b in builds if b['state'] == 'building' and b['model'] == model_d and b['root'] == root]
-        if live is not None and not overwrite:
-            if live['state'] == 'live':
-                raise FileExistsError(f"{index_path} already holds an index. Use `add` to add files to it, `sync` to "
-                                      "refresh it, or overwrite it (--force).")
-            if not same or same[-1]['id'] != live['id']:
-                raise FileExistsError(f"{index_path} holds an unfinished index of {live['root']} with "
-                                      f"{_describe(live['model'])}: run that command again to resume it, or --force.")
-        if same: build = same[-1]['id']  # resume: committed files are skipped as unchanged
-        else:
-            with s.write(): build = s.new_build(model_d, root, settings, live=live is None)
-        summary = _run_update(s, build, emb, list(files) if files is not None else folder, labels, batch_size,
-                              dask_client, progress, scope=None)
-        summary['resumed'] = bool(same)
-        if not summary['found']:
-            warnings.warn(f"No audio files found under {folder} (looked for {', '.join(sorted(audio_suffixes()))}).")
-        with s.write(): s.promote(build)
+        with s.run_lock(f"index {folder}", _tell):
+            with s.snapshot(): live, builds = s.build(), s.builds()
+            same = [b for b in builds if b['state'] == 'building' and b['model'] == model_d and b['root'] == root]
+            if live is not None and not overwrite:
+                if live['state'] == 'live':
+                    raise FileExistsError(f"{index_path} already holds an index. Use `add` to add files to it, `sync` to "
+                                          "refresh it, or overwrite it (--force).")
+                if not same or same[-1]['id'] != live['id']:
+                    raise FileExistsError(f"{index_path} holds an unfinished index of {live['root']} with "
+                                          f"{_describe(live['model'])}: run that command again to resume it, or --force.")
+            if same: build = same[-1]['id']  # resume: committed files are skipped as unchanged
+            else:
+                with s.write(): build = s.new_build(model_d, root, settings, live=live is None)
+            with s.snapshot():  # a rebuild keeps (re-embedded) what `add` brought from outside the archive folder
+                outside = [] if live is None else [p for p in s.files(live['id']).path
+                                                   if Path(p).is_absolute() and Path(p).exists()]
+            sources = list(files) if files is not None else [folder] + outside
+            summary = _run_update(s, build, emb, sources, labels, batch_size, dask_client, progress, scope=None)
+            summary['resumed'] = bool(same)
+            if not summary['found']:
+                warnings.warn(f"No audio files found under {folder} (looked for {', '.join(sorted(audio_suffixes()))}).")
+            with s.write(): s.promote(build)
     return _loaded(index_path, summary)
 
-def _writable_live(index_path) -> tuple[Store, dict]:
-    "The store, checked writable before any work, and its live build."
+def _tell(message:str): print(message, file=sys.stderr, flush=True)
+
+def _live(s:Store, index_path) -> dict:
+    "The live build (read after the run lock is held: a rebuild may have replaced it meanwhile)."
+    with s.snapshot(): b = s.build()
+    if b is None: raise StoreError(f"{index_path} holds no index yet. Run `audio-latent index DIR --index {index_path}`.")
+    return b
+
+def _writable(index_path) -> Store:
+    "The store, checked writable (and holding an index) before any work."
     s = Store(index_path)
-    try:
-        s.check_writable()
-        with s.snapshot(): b = s.build()
-        if b is None: raise StoreError(f"{index_path} holds no index yet. Run `audio-latent index DIR --index {index_path}`.")
+    try: s.check_writable(); _live(s, index_path)
     except BaseException: s.close(); raise
-    return s, b
+    return s
 
 def add_to_index(index_path:str|Path, # an existing index folder
                  sources, # folder(s) and/or file(s) to add
@@ -964,11 +973,11 @@ def add_to_index(index_path:str|Path, # an existing index folder
                 ) -> AudioIndex:
     """Embed the files the index lacks, re-embed those changed since indexing (size/mtime, then hash), drop those gone
     from the given folders; committed batch by batch. Old vectors of unchanged files are not recomputed."""
-    s, b = _writable_live(index_path)
-    with s:
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    with _writable(index_path) as s, s.run_lock('add ' + ' '.join(map(str, sources)), _tell):
+        b = _live(s, index_path)
         emb = _embedder_here(b['model'].get('spec')) if model is None else get_embedder(model)
         AudioIndex(b['model']).check_model(identity_of(emb))
-        sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
         scope = [Path(x) for x in sources if Path(x).is_dir()]
         summary = _run_update(s, b['id'], emb, sources, labels, batch_size, dask_client, progress, scope, keep_removed)
     return _loaded(index_path, summary)
@@ -978,9 +987,8 @@ def sync_index(index_path:str|Path, # an existing index folder
                labels:str|Path|dict|None=None, batch_size:int=32, dask_client=None, progress:bool=True,
               ) -> AudioIndex:
     "Bring the whole index up to date with its archive folder: new files added, changed ones re-embedded, vanished ones dropped."
-    s, b = _writable_live(index_path)
-    with s:
-        root = b['root']
+    with _writable(index_path) as s, s.run_lock('sync', _tell):
+        b = _live(s, index_path); root = b['root']
         if root is None or not Path(root).is_dir():
             raise NotADirectoryError(f"The archive folder {root} of {index_path} is not there (unmounted or moved?). "
                                      "sync refuses to drop every recording: mount it, or give the files to `add`.")

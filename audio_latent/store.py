@@ -145,6 +145,26 @@ class Store:
     def check_writable(self):
         "Raise now (before any work) if this index cannot be written: read-only file or folder, or a full disk."
         with self.write() as con: pass
+    @contextmanager
+    def run_lock(self, command:str, # what holds it, e.g. 'add /data/new' (told to a writer that has to wait)
+                 wait_message=None, # called with a one-line message when another run holds the lock
+                ):
+        """Hold the index's run lock for a whole `index`/`add`/`sync`: such runs queue one behind another instead of
+        interleaving their batches, so a rebuild cannot drop the commits of an `add` that ran beside it. An advisory
+        `flock`: the kernel releases it when its holder exits or is killed, so a crash never leaves the index locked."""
+        import fcntl
+        path = self.folder/'run.lock'
+        try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e: raise _translate(sqlite3.OperationalError(f'readonly ({e.strerror})'), self.folder) from None
+        try:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode(errors='replace').strip() or 'another process'
+                if wait_message: wait_message(f"{self.folder} is being written by {holder}: waiting for it to finish.")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0); os.pwrite(fd, f"pid {os.getpid()} (audio-latent {command})".encode(), 0)
+            yield
+        finally: os.close(fd)  # closing the descriptor releases the lock
 
     # -- reading (call inside `snapshot` for several reads from one commit) ------------------------------------------
     def meta(self) -> dict: return dict(self.con.execute('SELECT key, value FROM meta').fetchall())

@@ -248,6 +248,32 @@ def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
     assert check_store(tmp_path/'idx')['n'] == 16
 
 
+def test_rebuild_waits_for_a_running_add_and_keeps_its_files(tmp_path, clips):
+    """`index --force` started while an `add` is half done waits for it (the run lock), then rebuilds with the added
+    files (from outside the archive folder) re-embedded: nothing the `add` committed is lost."""
+    arch, extra, gate = tmp_path/'arch', tmp_path/'extra', tmp_path/'gate'; gate.mkdir()
+    base, new = _copy(arch, clips[:4]), _copy(extra, clips[4:9])
+    r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:gated_logmel', '--quiet')
+    assert r.returncode == 0, r.stderr
+    add = subprocess.Popen(_cli_cmd('add', extra, '--index', tmp_path/'idx', '--batch-size', '1', '--quiet'), cwd=ROOT,
+                           env=_env(GATE=str(gate)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (gate/'waiting').exists() and add.poll() is None and time.time() < deadline: time.sleep(0.05)
+    assert (gate/'waiting').exists(), add.communicate()
+    rebuild = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:gated_logmel',
+                                        '--force', '--quiet'), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    told = rebuild.stderr.readline()  # its first word: '' if it ran to the end without waiting
+    assert 'is being written by pid' in told and '(audio-latent add ' in told and 'waiting for it to finish' in told, told
+    assert rebuild.poll() is None and _rows(tmp_path/'idx')[0]['builds'] == 1  # it started no build while `add` runs
+    (gate/'go').touch()
+    (out_a, err_a), (out_r, err_r) = add.communicate(timeout=300), rebuild.communicate(timeout=300)
+    assert (add.returncode, rebuild.returncode) == (0, 0), (err_a, err_r)
+    assert 'Added 5 file(s)' in out_a, out_a
+    files = _assert_names_match_vectors(tmp_path/'idx', _reference(base + new))
+    assert sorted(Path(p).name for p in files.path) == sorted(p.name for p in base + new)
+
+
 # -- full disk, read-only index ----------------------------------------------------------------------------------------
 
 def wide_logmel():
