@@ -234,7 +234,8 @@ def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (gate/'waiting').exists() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
-    assert (gate/'waiting').exists(), ('the run never reached its 4th batch', p.poll(), p.stderr.read() if p.poll() is not None else '')
+    if not (gate/'waiting').exists():
+        p.kill(); pytest.fail(f"the run never reached its 4th batch: {p.communicate()}")
     assert _commit_counter(tmp_path/'idx') is not None
     p.send_signal(signal.SIGINT); out, err = p.communicate(timeout=60)
     assert p.returncode == 130, (out, err)
@@ -257,19 +258,24 @@ def test_rebuild_waits_for_a_running_add_and_keeps_its_files(tmp_path, clips):
     assert r.returncode == 0, r.stderr
     add = subprocess.Popen(_cli_cmd('add', extra, '--index', tmp_path/'idx', '--batch-size', '1', '--quiet'), cwd=ROOT,
                            env=_env(GATE=str(gate)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not (gate/'waiting').exists() and add.poll() is None and time.time() < deadline: time.sleep(0.05)
-    assert (gate/'waiting').exists(), add.communicate()
-    rebuild = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:gated_logmel',
-                                        '--force', '--quiet'), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    told = rebuild.stderr.readline()  # its first word: '' if it ran to the end without waiting
-    assert 'is being written by pid' in told and '(audio-latent add ' in told and 'waiting for it to finish' in told, told
-    assert rebuild.poll() is None and _rows(tmp_path/'idx')[0]['builds'] == 1  # it started no build while `add` runs
-    (gate/'go').touch()
-    (out_a, err_a), (out_r, err_r) = add.communicate(timeout=300), rebuild.communicate(timeout=300)
-    assert (add.returncode, rebuild.returncode) == (0, 0), (err_a, err_r)
-    assert 'Added 5 file(s)' in out_a, out_a
+    rebuild = None
+    try:
+        deadline = time.time() + 300
+        while not (gate/'waiting').exists() and add.poll() is None and time.time() < deadline: time.sleep(0.05)
+        assert (gate/'waiting').exists(), add.communicate()
+        rebuild = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:gated_logmel',
+                                            '--force', '--quiet'), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        told = rebuild.stderr.readline()  # its first word: '' if it ran to the end without waiting
+        assert 'is being written by pid' in told and '(audio-latent add ' in told and 'waiting for it to finish' in told, told
+        assert rebuild.poll() is None and _rows(tmp_path/'idx')[0]['builds'] == 1  # it started no build while `add` runs
+        (gate/'go').touch()
+        (out_a, err_a), (out_r, err_r) = add.communicate(timeout=300), rebuild.communicate(timeout=300)
+        assert (add.returncode, rebuild.returncode) == (0, 0), (err_a, err_r)
+        assert 'Added 5 file(s)' in out_a, out_a
+    finally:  # a failed check must not leave a process waiting at the gate
+        for proc in (add, rebuild):
+            if proc is not None and proc.poll() is None: proc.kill(); proc.wait()
     files = _assert_names_match_vectors(tmp_path/'idx', _reference(base + new))
     assert sorted(Path(p).name for p in files.path) == sorted(p.name for p in base + new)
 
