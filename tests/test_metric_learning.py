@@ -86,3 +86,38 @@ def test_notebook_tiny_profile_on_real_clips(tiny_reports):
     assert set(preds[preds.representation == 'head/proxy'].seed) == {0}
     for fig in ('metric_learning_accuracy.png', 'metric_learning_folds.png', 'metric_learning_triplet_scores.png'):
         assert (reports/'figures'/fig).stat().st_size > 1000
+
+
+def test_thesis_profile_runs_as_written_for_every_model(catalogue):
+    """`-p profile thesis` on real clips: every appendix-A model at the thesis's own input size, batch size, learning
+    rate, loss and sampler takes two optimiser steps (one epoch of exactly two batches) and embeds every clip, so a user
+    with a GPU knows the full setting runs as written. Prints seconds per step on this machine."""
+    import time
+    from audio_latent.data import load_esc50_audio
+    from audio_latent.features import logmel
+    from audio_latent.metric_learning import (load_config, representation_name, train_fold, epoch_batches,
+                                              THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS)
+    cfg = load_config('thesis')
+    runs = [r for r in cfg.runs() if r['family'] == 'thesis']
+    assert sorted(representation_name(r) for r in runs) == sorted(
+        [f'triplet/{m}' for m in THESIS_TRIPLET_MODELS] + [f'contrastive/{m}' for m in THESIS_CONTRASTIVE_MODELS])
+    assert all(r['epochs'] == 100 and r['learning_rate'] == 1e-5 and not r['stand_in'] for r in runs)
+    # training clips: fold 1 of the first 32 classes (8 each, in class order); held out: one fold-2 clip of 8 classes
+    cat = catalogue[catalogue.target < 32]
+    cat = pd.concat([cat[cat.fold == 1].sort_values(['target', 'stem']),
+                     cat[(cat.fold == 2) & (cat.target < 8)].sort_values(['target', 'stem']).groupby('target').head(1)])
+    audio, cat = load_esc50_audio(cat.reset_index(drop=True))
+    L, y, fold_of = logmel(audio), cat.target.to_numpy(), cat.fold.to_numpy()
+    seconds = {}
+    for r in runs:
+        n_classes = 2 * r['batch_size'] // 8  # 2 batches of the thesis's size, whole P x K groups for the pk sampler
+        keep = (fold_of == 2) | (y < n_classes)
+        assert len(epoch_batches(y[keep & (fold_of == 1)], r['batch_size'], np.random.default_rng(0), r['sampler'])) == 2
+        t0 = time.perf_counter()
+        out = train_fold({**r, 'epochs': 1}, {'logmel': L[keep]}, y[keep], fold_of[keep], train_folds=[1], seed=0)
+        seconds[representation_name(r)] = (time.perf_counter() - t0) / 2
+        E = out['embeddings_1']
+        assert E.shape[0] == keep.sum() and np.isfinite(E).all() and E.std(0).max() > 0, representation_name(r)
+        assert out['loss'].shape == (1,) and np.isfinite(out['loss']).all(), representation_name(r)
+    print('\nthesis profile, seconds per optimiser step (incl. graph build) on this machine:',
+          {k: round(v, 1) for k, v in seconds.items()})
