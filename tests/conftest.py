@@ -1,5 +1,5 @@
 "Shared test setup: real ESC-50 from ../shared/data unless $AUDIO_LATENT_DATA says otherwise."
-import os, sys
+import os
 from pathlib import Path
 import pytest
 
@@ -42,3 +42,11 @@ def tiny_reports(tmp_path_factory):
     facts = run_notebooks('tiny', reports=reports)
     assert (facts.status == 'ok').all()
     return reports
+
+
+def assert_figure(path, min_pixels:int=200):
+    "A figure a reader can look at: a PNG that decodes, at least `min_pixels` each side, not one flat colour."
+    import matplotlib.image as mpimg, numpy as np
+    img = mpimg.imread(str(path))
+    assert img.ndim == 3 and min(img.shape[:2]) >= min_pixels, (path, img.shape)
+    assert float(np.asarray(img[..., :3]).std()) > 0.01, f"{path} is blank"

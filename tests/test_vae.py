@@ -2,6 +2,7 @@
 import json
 import numpy as np
 import pandas as pd
+from conftest import assert_figure
 
 
 def test_vae_tiny_profile(tiny_reports):
@@ -51,7 +52,7 @@ def test_vae_tiny_profile(tiny_reports):
 
     for name in ['vae_loss_traces.png', 'vae_accuracy.png', 'vae_reconstructions_patch_128.png',
                  'vae_reconstructions_thesis_256.png']:  # the thesis model is shown at its largest latent size
-        assert (reports/'figures'/name).stat().st_size > 0
+        assert_figure(reports/'figures'/name)
     pred = pd.read_csv(reports/'predictions'/'vae.csv')
     assert set(pred.seed) == {0} and set(pred.run) <= set(runs.run)  # per-clip predictions of seed 0
     assert len(pred) == len(reps) * 2 * 2 * 20  # representations x distances x protocols x 20 queries (folds 1 and 2)
