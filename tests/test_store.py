@@ -79,19 +79,11 @@ def clips(catalogue):
     return list(catalogue.groupby('category').head(2).path.iloc[:20])
 
 
-def _yamnet_available():
-    try:
-        from audio_latent.search import YamnetEmbedder
-        YamnetEmbedder(); return True
-    except (ImportError, FileNotFoundError):
-        return False
-
-
 # -- concurrency -----------------------------------------------------------------------------------------------------
 
 def test_two_concurrent_adds_keep_both_sets(tmp_path, clips):
     "The issue's first finding: two `add`s at once lost five files and mixed names and vectors."
-    model = 'yamnet' if _yamnet_available() else 'logmel'
+    model = 'yamnet'  # the default model, from ../shared/models/yamnet (a missing model fails the test, loudly)
     base, a, b = _copy(tmp_path/'arch', clips[:4]), _copy(tmp_path/'a', clips[4:9]), _copy(tmp_path/'b', clips[9:14])
     r = _cli('index', tmp_path/'arch', '--index', tmp_path/'idx', '--model', model, '--quiet')
     assert r.returncode == 0, r.stderr
