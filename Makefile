@@ -11,7 +11,7 @@ export AUDIO_LATENT_CACHE ?= $(abspath .cache)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store export readme clean-cache
+.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store bench-startup export readme clean-cache
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-yamnet: env
 
 bench-search: env
 	$(BIN)/python -m audio_latent.search bench
+
+# start-up + one query on a 2000-clip YAMNet index (today's Keras path vs the default), embedding throughput
+bench-startup: env
+	$(BIN)/python -m audio_latent.startup bench-startup
 
 # peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (pip install lancedb)
 bench-store: env

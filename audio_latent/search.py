@@ -104,17 +104,20 @@ class YamnetEmbedder(Embedder):
     def __init__(self, pooling:str=YAMNET_POOLING, # 'energy-weighted+sqrt', 'energy-weighted' or a pooling of `audio_latent.yamnet.pool` ('mean', 'mu+sigma', ...)
                  weights:str='tflite', # weights for `audio_latent.yamnet.load_yamnet`
                  batch_patches:int=64, # patches per forward pass, bounds memory
+                 backend:str|None=None, # 'auto', 'keras' or 'numpy' (notebook 07e); None: $AUDIO_LATENT_YAMNET_BACKEND or 'auto'
                 ):
         try: from audio_latent import yamnet
         except ImportError as e:
             raise ImportError(f"The YAMNet embedder needs audio_latent.yamnet, which could not be imported ({e}). "
                               "Use `--model logmel` meanwhile, or install the full package.") from None
+        from audio_latent.startup import yamnet_backend
         self._yamnet, self.pooling, self.weights, self.batch_patches = yamnet, pooling, weights, batch_patches
+        self.backend = yamnet_backend(backend)
         if pooling not in _ENERGY_POOLINGS: yamnet.pool(np.zeros((1, 1, 4), np.float32), pooling)  # unknown names fail here
         self.dim = 1024 * (1 if pooling in _ENERGY_POOLINGS else len(pooling.split('+')))
         self.spec = 'yamnet' if pooling == YAMNET_POOLING else f'yamnet-{pooling}'
         self.version = f'{_yamnet_weights_id(yamnet, weights)}+float-frontend'  # without building the model
-        self._model = None
+        self._model = self._numpy_model = None
 
     def _load(self):
         if self._model is None:
@@ -122,14 +125,25 @@ class YamnetEmbedder(Embedder):
             assert self.version.startswith(self._model.weights_id), (self.version, self._model.weights_id)
         return self._model
 
+    def _patch_embeddings(self, Y:np.ndarray, small:bool) -> np.ndarray:
+        "Patch embeddings of equal-length waveforms: in numpy (backend 'numpy', or 'auto' and a `small` call), else Keras."
+        if self.backend == 'numpy' or (self.backend == 'auto' and small):
+            if self._numpy_model is None:
+                from audio_latent.startup import NumpyYAMNet
+                self._numpy_model = NumpyYAMNet(self.weights)
+                assert self.version.startswith(self._numpy_model.weights_id), (self.version, self._numpy_model.weights_id)
+            return self._numpy_model.patch_embeddings(Y, self.batch_patches)
+        return self._yamnet.patch_embeddings(Y, self._load(), self.batch_patches)
+
     def embed(self, waveforms:list) -> np.ndarray:
-        self._load()
+        from audio_latent.startup import NUMPY_MAX_PATCHES
         out = np.zeros((len(waveforms), self.dim), np.float32)
         lengths = np.array([len(y) for y in waveforms])
+        small = sum(self._yamnet.n_patches(int(n)) for n in lengths) <= NUMPY_MAX_PATCHES
         for n in np.unique(lengths):  # equal lengths go through YAMNet together
             idx = np.flatnonzero(lengths == n)
             Y = np.stack([np.asarray(waveforms[i], np.float32) for i in idx])
-            E = self._yamnet.patch_embeddings(Y, self._model, self.batch_patches)
+            E = self._patch_embeddings(Y, small)
             if self.pooling in _ENERGY_POOLINGS:
                 V = self._yamnet.pool_energy_weighted(E, self._yamnet.patch_rms(Y))
                 out[idx] = self._yamnet.power_normalise(V) if self.pooling.endswith('+sqrt') else V
@@ -140,10 +154,9 @@ class YamnetEmbedder(Embedder):
         """The energy-weighted poolings from a stream: running sums of (RMS x unit patch embedding), of RMS, and of the
         unit embeddings (an all-silent recording falls back to their plain mean), `batch_patches` patches at a time."""
         if self.pooling not in _ENERGY_POOLINGS: return super().embed_long(blocks)  # mean/std poolings: whole file
-        self._load()
         sw, se, wsum, n = np.zeros(1024), np.zeros(1024), 0., 0
         for chunk, m, _ in patch_chunks(blocks, per_chunk=self.batch_patches):
-            E = self._yamnet.patch_embeddings(chunk[None], self._model, self.batch_patches)[0][:m].astype(np.float64)
+            E = self._patch_embeddings(chunk[None], small=False)[0][:m].astype(np.float64)  # long: Keras under 'auto'
             E /= np.maximum(np.linalg.norm(E, axis=-1, keepdims=True), 1e-12)
             w = self._yamnet.patch_rms(chunk[None])[0][:m].astype(np.float64)
             sw, se, wsum, n = sw + w @ E, se + E.sum(0), wsum + w.sum(), n + m
@@ -612,7 +625,7 @@ class AudioIndex:
         if self.kind != 'flat': set_search_effort(index, max(k, effort or self.search_effort) if self.kind == 'hnsw'
                                                   else (effort or self.search_effort))
         S, I = index.search(np.ascontiguousarray(Q), k)
-        D = np.where(I >= 0, 1 - S, np.nan).astype(np.float32)
+        D = np.where(I >= 0, np.maximum(1 - S, 0), np.nan).astype(np.float32)  # >= 0: no '-0.0000' from float rounding
         return D, I
 
     def freshness(self, rows:pd.DataFrame) -> list[str]:

@@ -1,0 +1,161 @@
+"""The results page in a real browser: headless Chromium opens it, the DevTools protocol reports console errors and
+failed loads, the DOM is checked (players, decodable audio, decoded images) and a screenshot is taken."""
+import base64, io, json, os, re, shutil, subprocess, tempfile, time, urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason='needs Debian chromium (apt-get install chromium)')
+
+
+class Browser:
+    "Headless Chromium driven over the DevTools protocol (websocket-client): load a page, collect its errors."
+    def __init__(self, width=1200, height=2000):
+        import websocket
+        self.profile = tempfile.mkdtemp(prefix='chromium-')
+        self.proc = subprocess.Popen([CHROMIUM, '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
+                                      '--remote-debugging-port=0', f'--user-data-dir={self.profile}',
+                                      f'--window-size={width},{height}', 'about:blank'],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        port, t0 = None, time.time()
+        while port is None and time.time() - t0 < 20:  # "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..."
+            line = self.proc.stderr.readline()
+            if m := re.search(r'DevTools listening on ws://[^:]+:(\d+)/', line): port = int(m.group(1))
+        assert port, 'chromium did not start its DevTools server'
+        pages = json.load(urllib.request.urlopen(f'http://127.0.0.1:{port}/json/list', timeout=10))
+        self.ws = websocket.create_connection([p for p in pages if p['type'] == 'page'][0]['webSocketDebuggerUrl'], timeout=30)
+        self.next_id, self.events = 0, []
+        for domain in ('Page', 'Runtime', 'Log'): self.call(f'{domain}.enable')
+        self.call('Emulation.setDeviceMetricsOverride', width=width, height=height, deviceScaleFactor=1, mobile=False)
+
+    def call(self, method, **params):
+        "Send one command, keep the events that arrive meanwhile, return its result."
+        self.next_id += 1; my = self.next_id
+        self.ws.send(json.dumps({'id': my, 'method': method, 'params': params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get('id') == my:
+                assert 'error' not in msg, (method, msg['error'])
+                return msg['result']
+            if 'method' in msg: self.events.append(msg)
+
+    def wait_for(self, event, timeout=30):
+        t0 = time.time()
+        while not any(e['method'] == event for e in self.events):
+            assert time.time() - t0 < timeout, f'no {event} within {timeout} s'
+            msg = json.loads(self.ws.recv())
+            if 'method' in msg: self.events.append(msg)
+
+    def open(self, path):
+        "Load a file and wait for its load event and a moment for late errors."
+        self.events.clear()
+        self.call('Page.navigate', url=Path(path).resolve().as_uri())
+        self.wait_for('Page.loadEventFired')
+        self.evaluate('new Promise(r => setTimeout(r, 300))')
+        return self
+
+    def evaluate(self, expression):
+        r = self.call('Runtime.evaluate', expression=expression, awaitPromise=True, returnByValue=True)
+        assert 'exceptionDetails' not in r, r['exceptionDetails']
+        return r['result'].get('value')
+
+    def errors(self) -> list:
+        "Console errors, uncaught exceptions and failed loads (the browser's own log) since the page was opened."
+        out = []
+        for e in self.events:
+            p = e.get('params', {})
+            if e['method'] == 'Runtime.consoleAPICalled' and p['type'] in ('error', 'assert'):
+                out.append('console.error: ' + ' '.join(str(a.get('value', a.get('description'))) for a in p['args']))
+            elif e['method'] == 'Runtime.exceptionThrown':
+                out.append('exception: ' + p['exceptionDetails'].get('exception', {}).get('description', p['exceptionDetails']['text']))
+            elif e['method'] == 'Log.entryAdded' and p['entry']['level'] == 'error':
+                out.append(f"log ({p['entry']['source']}): {p['entry']['text']} {p['entry'].get('url', '')}")
+        return out
+
+    def screenshot(self, dest) -> Path:
+        Path(dest).write_bytes(base64.b64decode(self.call('Page.captureScreenshot', format='png')['data']))
+        return Path(dest)
+
+    def close(self):
+        try: self.ws.close()
+        finally:
+            self.proc.terminate()
+            try: self.proc.wait(10)
+            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+            shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def browser():
+    b = Browser()
+    yield b
+    b.close()
+
+
+# In the page: audio elements whose data: URI the browser decodes (metadata loaded, a duration > 0), and images decoded
+_DOM_CHECK = """(async () => {
+  const audio = [...document.querySelectorAll('audio')];
+  const durations = await Promise.all(audio.map(a => new Promise(res => {
+    const probe = new Audio(); probe.preload = 'metadata';
+    probe.onloadedmetadata = () => res(probe.duration); probe.onerror = () => res(-1); probe.src = a.src;
+    setTimeout(() => res(-2), 10000); })));
+  const imgs = [...document.querySelectorAll('img')];
+  return {audio: audio.length, audio_data: audio.filter(a => a.getAttribute('src').startsWith('data:audio/wav;base64,')).length,
+          durations, imgs: imgs.length, imgs_decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+          external: [...document.querySelectorAll('[src],[href]')].map(e => e.getAttribute('src') || e.getAttribute('href'))
+                    .filter(u => !u.startsWith('data:')).length};
+})()"""
+
+
+def _pixel_sd(png:Path) -> float:
+    from PIL import Image
+    return float(np.asarray(Image.open(png).convert('L'), np.float32).std())
+
+
+def test_results_page_in_chromium(browser, catalogue, tmp_path):
+    from audio_latent.search import index_folder, search_index
+    from audio_latent.listen import results_html, whole_file_hits
+    pick = pd.concat([catalogue[catalogue.category == c].head(4) for c in ('dog', 'rain', 'church_bells')])
+    (tmp_path/'arch').mkdir()
+    for p in pick.path: (tmp_path/'arch'/Path(p).name).symlink_to(p)
+    index = index_folder(tmp_path/'arch', tmp_path/'idx', model='logmel', labels='esc50', progress=False)
+    queries = [pick.path.iloc[0], pick.path.iloc[8]]
+    hits = pd.concat([whole_file_hits(index, q, search_index(index, q, k=4)) for q in queries], ignore_index=True)
+    page = results_html(hits, index.resolve, tmp_path/'results.html')
+
+    browser.open(page)
+    assert browser.errors() == []
+    dom = browser.evaluate(_DOM_CHECK)
+    n = len(queries) + len(hits)
+    assert dom['audio'] == dom['audio_data'] == n, dom
+    assert all(4.9 < d < 6.0 for d in dom['durations']), dom['durations']  # 5 s clips + 0.25 s padding, decoded
+    assert dom['imgs'] == dom['imgs_decoded'] == n, dom
+    assert dom['external'] == 0
+    shot = browser.screenshot(os.environ.get('LISTEN_SCREENSHOT') or tmp_path/'shot.png')  # set it to look at the page
+    assert shot.stat().st_size > 10_000 and _pixel_sd(shot) > 5, (shot, _pixel_sd(shot))
+    # still clean after the players are used
+    browser.evaluate("Promise.all([...document.querySelectorAll('audio')].slice(0, 2).map(a => { a.muted = true; "
+                     "return a.play().then(() => a.pause(), () => null); }))")
+    assert browser.errors() == []
+
+
+def test_error_detector_catches_errors(browser, tmp_path):
+    "The detector is not blind: a deliberate console.error, an uncaught exception and a missing image are all reported."
+    page = tmp_path/'broken.html'
+    page.write_text('<!DOCTYPE html><html><body><p>broken</p><img src="missing.png">'
+                    '<script>console.error("deliberate error"); throw new Error("deliberate exception");</script></body></html>')
+    errors = browser.open(page).errors()
+    assert any('deliberate error' in e for e in errors), errors
+    assert any('deliberate exception' in e for e in errors), errors
+    assert any('missing.png' in e for e in errors), errors
+    dom = browser.evaluate(_DOM_CHECK)
+    assert dom['imgs'] == 1 and dom['imgs_decoded'] == 0  # the image check fails on an image that does not load
+
+
+def test_blank_screenshot_is_caught(browser, tmp_path):
+    "The screenshot check can fail: an empty page photographs as one colour."
+    page = tmp_path/'blank.html'; page.write_text('<!DOCTYPE html><html><body></body></html>')
+    assert _pixel_sd(browser.open(page).screenshot(tmp_path/'blank.png')) == 0
