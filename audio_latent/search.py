@@ -126,8 +126,9 @@ class YamnetEmbedder(Embedder):
         return self._model
 
     def _patch_embeddings(self, Y:np.ndarray, small:bool) -> np.ndarray:
-        "Patch embeddings of equal-length waveforms: in numpy (backend 'numpy', or 'auto' and a `small` call), else Keras."
-        if self.backend == 'numpy' or (self.backend == 'auto' and small):
+        """Patch embeddings of equal-length waveforms: in numpy (backend 'numpy', or 'auto', a `small` call and Keras not
+        loaded yet: a process that has paid for TensorFlow keeps its 10x faster path), else Keras."""
+        if self.backend == 'numpy' or (self.backend == 'auto' and small and self._model is None):
             if self._numpy_model is None:
                 from audio_latent.startup import NumpyYAMNet
                 self._numpy_model = NumpyYAMNet(self.weights)
