@@ -61,7 +61,7 @@ bench-yamnet: env
 bench-search: env
 	$(BIN)/python -m audio_latent.search bench
 
-# peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (pip install lancedb)
+# peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (lancedb is pinned in requirements.txt; `pip install audio_latent[bench]` elsewhere)
 bench-store: env
 	$(BIN)/python -m audio_latent.store bench
 
