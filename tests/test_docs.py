@@ -5,7 +5,7 @@ browser log entry of level error (a script or font that fails to load, e.g. from
 internet) is collected. `test_detector_reports_errors` shows that the detector sees each kind of error on
 deliberately broken pages, so a clean result on the site means something.
 """
-import base64, functools, http.server, json, shutil, subprocess, sys, threading, time, urllib.request
+import base64, functools, http.server, json, re, shutil, subprocess, sys, threading, time, urllib.request
 from pathlib import Path
 import nbformat, pytest
 
@@ -159,3 +159,22 @@ def test_notebook_page_math(site, browser):
     assert browser.eval("document.querySelectorAll('.MathJax, .MathJax_SVG, .MathJax_Display').length") > 10
     assert browser.eval("document.querySelectorAll('.jp-CodeCell').length") > 10
     assert '#| export' not in browser.eval('document.body.innerText')
+
+
+# a reference that makes the browser fetch from the internet: a script, image or frame source, a stylesheet, preload
+# or icon link, or a CSS url() (an <a href> is a link the reader may follow, not a load)
+EXTERNAL = re.compile(r'<(?:script|img|iframe)[^>]*\ssrc="https?://'
+                      r'|<link[^>]*\shref="https?://[^"]*"[^>]*rel="(?:stylesheet|preload|icon)"'
+                      r'|<link[^>]*rel="(?:stylesheet|preload|icon)"[^>]*\shref="https?://|url\(["\']?https?://')
+
+
+def test_no_page_loads_from_the_internet(site):
+    "No page of the site names an external script, stylesheet, font or image (the browser tests open only three pages)."
+    for bad in ('<script src="https://cdn.example/require.js">', '<link rel="stylesheet" href="https://fonts.googleapis.com/css">',
+                "@font-face{src:url('https://x.example/f.woff')}"): assert EXTERNAL.search(bad), bad
+    assert not EXTERNAL.search('<a href="https://github.com/">a link</a>')
+    url, tmp = site
+    pages = sorted((tmp/'site').rglob('*.html'))
+    assert len(pages) >= 2*len(list((ROOT/'nbs').glob('*.ipynb')))   # notebook pages and API pages
+    found = {p.relative_to(tmp/'site').as_posix(): m.group(0) for p in pages for m in [EXTERNAL.search(p.read_text())] if m}
+    assert found == {}
