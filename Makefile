@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make report   create .venv if missing, run every experiment notebook (papermill), build reports/report.{md,html}
 #   make test     create .venv if missing, run the notebook tests (nbdev_test) and the integration tests (pytest)
+#   make docs     the documentation site from the notebooks into _site/ (docs/build.py)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ export AUDIO_LATENT_CACHE ?= $(abspath .cache)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store bench-startup export readme clean-cache
+.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store bench-startup export readme docs clean-cache
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,7 +61,7 @@ bench-search: env
 bench-startup: env
 	$(BIN)/python -m audio_latent.startup bench-startup
 
-# peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (pip install lancedb)
+# peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (lancedb is pinned in requirements.txt; `pip install audio_latent[bench]` elsewhere)
 bench-store: env
 	$(BIN)/python -m audio_latent.store bench
 
@@ -73,6 +74,11 @@ export: env
 # nbdev_readme needs Quarto, which these machines lack; nbconvert renders the same notebook to Markdown
 readme: env
 	$(BIN)/jupyter nbconvert --to markdown --log-level WARN nbs/index.ipynb --output-dir . --output README
+
+# the documentation site (MkDocs, offline): every notebook as a page, an API page per module, the report -> _site/
+# (open _site/index.html, or `python -m http.server -d _site` for the search box)
+docs: env
+	$(BIN)/python docs/build.py --site _site
 
 clean-cache:
 	rm -rf $(AUDIO_LATENT_CACHE)
