@@ -26,7 +26,8 @@ __all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'FFMPEG_SUFFIXES', 'PATCH_SAMPLES', 'H
            'embed_files', 'segment_hop', 'supports_segments', 'segment_starts', 'window_span_s', 'SegmentCollector',
            'SegmentPooler', 'read_labels', 'expand_queries', 'ModelMismatchError', 'make_ann_index',
            'set_search_effort', 'AudioIndex', 'relative_to_root', 'plan_update', 'index_folder', 'add_to_index',
-           'sync_index', 'search_index', 'search_many', 'spectrum_from_knots', 'synthetic_embeddings',
+           'sync_index', 'search_index', 'search_many', 'concat_archive', 'sf_write', 'span_scores', 'choose_window',
+           'chosen_window', 'span_benchmark', 'tempfile_dir', 'spectrum_from_knots', 'synthetic_embeddings',
            'search_difficulty', 'benchmark_search', 'format_benchmark', 'main']
 
 # %% ../nbs/07_search.ipynb #50395e26
@@ -428,6 +429,7 @@ def query_waveform(path:str|Path, # the query clip
             lo, hi = max(a - n, 0), len(y) if b is None else min(max(b - n, 0), len(y))
             if hi > lo: parts.append(y[lo:hi])
             n += len(y)
+            if b is not None and n >= b: break  # the span is read: the rest of a long recording is not decoded
     except AudioError as e:
         raise QueryError(f"The query {path} is not an audio file that can be read ({e}). "
                          "Give a WAV, FLAC, OGG, MP3 or other file soundfile reads.") from None
@@ -508,7 +510,7 @@ def embed_files(paths:list, # audio files
     return out
 
 # %% ../nbs/07_search.ipynb #6bcf15ea
-SEGMENT_WINDOW = 4  # patches (2.4 s): chosen on folds 1-4 by `choose_window`, see "Choosing the window"
+SEGMENT_WINDOW = 2  # patches: 1.455 s windows every 0.48 s, chosen on folds 1-4 by the rule of "Choosing the window"
 STAGE_ROWS = 512  # staged window rows written per commit while a long recording streams (2 MB of 1024-d vectors)
 
 def segment_hop(window:int) -> int:
@@ -516,8 +518,13 @@ def segment_hop(window:int) -> int:
     return max(1, (int(window) + 1)//2)
 
 def supports_segments(embedder) -> bool:
-    "Whether the embedder can pool a window of patches (has `pool_units`)."
-    return callable(getattr(embedder, 'pool_units', None))
+    "Whether the embedder can pool a window of patches: it has `pool_units`, and its `embed` and `embed_long` take `on_units`."
+    import inspect
+    def takes(f):
+        try: return 'on_units' in inspect.signature(f).parameters
+        except (TypeError, ValueError): return False
+    return (callable(getattr(embedder, 'pool_units', None)) and takes(getattr(embedder, 'embed', None))
+            and takes(getattr(embedder, 'embed_long', None)))
 
 def segment_starts(n_patches:int, # patches in the recording
                    window:int, # patches per window
@@ -1165,7 +1172,9 @@ def _update_with(store, build, embedder, sources, labels, batch_size, dask_clien
     changed = set(plan['changed'])
     segments = b['settings'].get('segments') if supports_segments(embedder) and store.has_segments else None
     if segments:
-        with store.write(): store.drop_stale_stages()  # windows staged by a run that was killed
+        with store.snapshot(): stale = store.con.execute('SELECT 1 FROM segments WHERE file IS NULL LIMIT 1').fetchone()
+        if stale:
+            with store.write(): store.drop_stale_stages()  # windows staged by a run that was killed
     run, pos = new_stage(), {p: k for k, p in enumerate(items)}
     stage = (lambda b_: lambda i: _StageSink(store, build, f'{run}|{b_}|{i}', int(embedder.dim))) if segments else None
     bar = tqdm(total=len(items), desc=f'embed ({embedder.name})', unit='file', disable=not progress)
@@ -1331,6 +1340,112 @@ def search_many(index:str|Path|AudioIndex, # index folder, or a loaded index (re
     `RESULT_COLUMNS` (+ span_rank, sha256, is_query); unusable queries are in `.attrs['problems']`."""
     index = index if isinstance(index, AudioIndex) else AudioIndex.load(index)
     return index.search_files(queries, k, spans, start_s, end_s, effort, model)
+
+# %% ../nbs/07_search.ipynb #22f78fa0
+def concat_archive(clips:pd.DataFrame, # catalogue rows (path, category) to draw from
+                   folder:str|Path, # where to write the long recordings
+                   n_files:int=20, # recordings
+                   per_file:int=12, # clips per recording (ESC-50 clips are 5 s)
+                   seed:int=0, sr:int=SR) -> pd.DataFrame:
+    "Write `n_files` recordings of `per_file` clips each (drawn without replacement); the truth: file, clip, category, start_s, end_s."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    if n_files*per_file > len(clips): raise ValueError(f"{n_files} x {per_file} clips wanted, {len(clips)} given.")
+    pick = clips.iloc[np.random.default_rng(seed).permutation(len(clips))[:n_files*per_file]]
+    rows = []
+    for f in range(n_files):
+        ys, at = [], 0
+        for r in pick.iloc[f*per_file:(f+1)*per_file].itertuples():
+            y = decode_audio(r.path, sr); ys.append(y)
+            rows.append(dict(file=f'long_{f:02d}.flac', clip=r.path, category=r.category, start_s=at/sr, end_s=(at + len(y))/sr))
+            at += len(y)
+        sf_write(folder/f'long_{f:02d}.flac', np.concatenate(ys), sr)
+    return pd.DataFrame(rows)
+
+def sf_write(path:Path, y:np.ndarray, sr:int):
+    "16-bit FLAC (lossless for ESC-50, which is 16-bit)."
+    import soundfile as sf
+    sf.write(str(path), y, sr, subtype='PCM_16')
+
+def span_scores(index:AudioIndex, # an index of a `concat_archive` folder
+                truth:pd.DataFrame, # its truth table
+                similar:pd.DataFrame|None=None, # clips (path, category) to query with for the similar-sound measure
+                seed:int=0) -> dict:
+    "Cut and similar-sound success rates of span search (see the text), with counts."
+    long = {r.file: r for r in truth.itertuples()}
+    root = Path(index.root)
+    cut = index.search_files([(root/r.file, r.start_s, r.end_s) for r in truth.itertuples()], k=1, spans=1)
+    hit = cut.set_index(['query', 'query_start_s'])
+    ok, err = [], []
+    for r in truth.itertuples():
+        key = (str(root/r.file), float(r.start_s))
+        if key not in hit.index: ok.append(False); continue
+        h = hit.loc[key]; h = h.iloc[0] if isinstance(h, pd.DataFrame) else h
+        right = h.path == r.file
+        ok.append(bool(right and h.start_s < r.end_s and h.end_s > r.start_s))
+        if right: err.append(abs((h.start_s + h.end_s)/2 - (r.start_s + r.end_s)/2))
+    out = dict(cut_queries=len(truth), cut_found=int(sum(ok)), cut_rate=float(np.mean(ok)),
+               cut_centre_error_median_s=float(np.median(err)) if err else np.nan,
+               cut_refused=len(cut.attrs['problems']))
+    if similar is not None:
+        rng = np.random.default_rng(seed)
+        q = pd.concat([similar[similar.category == c].sample(n, random_state=rng.integers(2**31), replace=False)
+                       for c, n in truth.category.value_counts().sort_index().items()])
+        res = index.search_files(list(q.path), k=1, spans=1)
+        by_q = dict(zip(res['query'], zip(res.path, (res.start_s + res.end_s)/2)))
+        wins = []
+        for r in q.itertuples():
+            if r.path not in by_q: wins.append(False); continue
+            f, mid = by_q[r.path]
+            clips = truth[(truth.file == f) & (truth.start_s <= mid) & (truth.end_s > mid)]
+            wins.append(bool(len(clips)) and clips.category.iloc[0] == r.category)
+        out.update(similar_queries=len(q), similar_found=int(sum(wins)), similar_rate=float(np.mean(wins)))
+    return out
+
+def choose_window(windows:tuple=(1, 2, 4, 8), # candidate W, in patches
+                  catalogue:pd.DataFrame|None=None, model:str='yamnet', workdir:str|Path|None=None,
+                  n_files:int=20, per_file:int=12, seed:int=1, progress:bool=False) -> pd.DataFrame:
+    "The rule's inputs: cut and similar-sound rates per W on an archive of folds 1-2 (similar queries from folds 3-4)."
+    from audio_latent.data import esc50_catalogue
+    cat = esc50_catalogue() if catalogue is None else catalogue
+    rows = []
+    with tempfile_dir(workdir) as d:
+        truth = concat_archive(cat[cat.fold.isin([1, 2])], d/'arch', n_files, per_file, seed)
+        for w in windows:
+            t0 = time.perf_counter()
+            ix = index_folder(d/'arch', d/f'idx{w}', model=model, segment_window=w, progress=progress)
+            rows.append(dict(window=w, window_s=round(float(window_span_s(np.array([0]), w, w)[1][0]), 3),
+                             **span_scores(ix, truth, cat[cat.fold.isin([3, 4])], seed), seconds=round(time.perf_counter() - t0, 1)))
+            if progress: print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+def chosen_window(table:pd.DataFrame, cut_bar:float=0.95) -> int:
+    "The rule: among W with cut rate >= `cut_bar`, the highest similar-sound rate; ties to the smaller W."
+    ok = table[table.cut_rate >= cut_bar]
+    if not len(ok): raise ValueError(f"No window reaches a cut rate of {cut_bar} on the tuning archive:\n{table}")
+    return int(ok.sort_values(['similar_rate', 'window'], ascending=[False, True]).window.iloc[0])
+
+def span_benchmark(window:int|None=None, # W to measure (default: `SEGMENT_WINDOW`)
+                   catalogue:pd.DataFrame|None=None, model:str='yamnet', workdir:str|Path|None=None,
+                   n_files:int=20, per_file:int=12, seed:int=0, progress:bool=False) -> dict:
+    "The reported figures: an archive of fold-5 clips, cut queries from it, similar-sound queries from folds 1-4."
+    from audio_latent.data import esc50_catalogue
+    cat = esc50_catalogue() if catalogue is None else catalogue
+    w = SEGMENT_WINDOW if window is None else int(window)
+    with tempfile_dir(workdir) as d:
+        truth = concat_archive(cat[cat.fold == 5], d/'arch', n_files, per_file, seed)
+        t0 = time.perf_counter()
+        ix = index_folder(d/'arch', d/'idx', model=model, segment_window=w, progress=progress)
+        return dict(window=w, files=n_files, clips_per_file=per_file, windows_indexed=len(ix.segments),
+                    **span_scores(ix, truth, cat[cat.fold != 5], seed), seconds=round(time.perf_counter() - t0, 1))
+
+def tempfile_dir(workdir=None):
+    "A temporary folder as a context manager yielding a Path."
+    import tempfile
+    from contextlib import contextmanager
+    @contextmanager
+    def cm():
+        with tempfile.TemporaryDirectory(dir=workdir) as d: yield Path(d)
+    return cm()
 
 # %% ../nbs/07_search.ipynb #b310a787
 # eigenvalue shares (of the total) at 1-based ranks, measured on YAMNet (TF Lite weights) mean-pooled ESC-50 vectors

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY AUTOINCREMENT, build 
                                     file INTEGER REFERENCES files(id) ON DELETE CASCADE, stage TEXT,
                                     start_s REAL NOT NULL, end_s REAL NOT NULL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS segments_file ON segments(file);
-CREATE INDEX IF NOT EXISTS segments_stage ON segments(stage);
+CREATE INDEX IF NOT EXISTS segments_stage ON segments(stage) WHERE stage IS NOT NULL;  -- not touched by ordinary rows
 """
 
 class StoreError(ValueError):
