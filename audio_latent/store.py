@@ -448,7 +448,7 @@ def bench_memory(minutes:list=(1, 10, 120), # recording lengths
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         for m in minutes:
             wav = _concat_wav(Path(d)/f'{m}min.wav', m*60)
-            for path, long_s in [('streamed', 60.)] + ([('whole file (old)', 1e9)] if m <= whole_up_to else []):
+            for path, long_s in [('streamed', 60.), ('streamed, windows into a store', -1.)] + ([('whole file (old)', 1e9)] if m <= whole_up_to else []):
                 mb, s, said = _peak_rss_mb([sys.executable, '-m', 'audio_latent.store', 'embed-one', str(wav), model, str(long_s)])
                 rows.append(dict(minutes=m, path=path, seconds_embedded=float(said.split()[2]), peak_rss_mb=round(mb),
                                  wall_s=round(s, 1)))
@@ -457,8 +457,15 @@ def bench_memory(minutes:list=(1, 10, 120), # recording lengths
     return pd.DataFrame(rows)
 
 def _embed_one(path:str, model:str, long_seconds:str):
-    "The child process of `bench_memory`."
-    from audio_latent.search import embed_files
+    "The child process of `bench_memory`; a negative `long_seconds`: index the file with its windows into a new store."
+    from audio_latent.search import embed_files, index_folder
+    if float(long_seconds) < 0:
+        import tempfile
+        with tempfile.TemporaryDirectory(dir=Path(path).parent) as d:
+            (Path(d)/'arch').mkdir(); (Path(d)/'arch'/Path(path).name).symlink_to(Path(path).resolve())
+            ix = index_folder(Path(d)/'arch', Path(d)/'idx', model=model, progress=False)
+            print(f"seconds embedded: {ix.files.seconds.iloc[0]:.1f} ({len(ix.segments)} windows)\npeak_rss_mb: {peak_rss_mb():.1f}")
+        return
     r = embed_files([path], model, long_seconds=float(long_seconds))
     assert r['ok'] == [0], r['problems']
     print(f"seconds embedded: {r['seconds'][0]:.1f}\npeak_rss_mb: {peak_rss_mb():.1f}")
