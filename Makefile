@@ -12,7 +12,7 @@ export AUDIO_LATENT_CACHE ?= $(abspath .cache)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store bench-startup export readme docs clean-cache
+.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store bench-startup bench-spans export readme docs clean-cache
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench-startup: env
 # peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (lancedb is pinned in requirements.txt; `pip install audio_latent[bench]` elsewhere)
 bench-store: env
 	$(BIN)/python -m audio_latent.store bench
+
+# span search on ESC-50 recordings made of real clips: the window length chosen on folds 1-4, the figures on fold 5 (~4 min)
+bench-spans: env
+	$(BIN)/python -m audio_latent.cli bench-spans
 
 # developer loop: notebooks -> module, clean notebooks, README from nbs/index.ipynb
 export: env

@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--ann-threshold', type=_positive_int, default=None, help='search approximately from this many files on (default 50000)')
     p.add_argument('--ann', default=None, choices=['hnsw', 'ivf'], help='the approximate index (default ivf)')
     p.add_argument('--effort', type=_positive_int, default=None, help='efSearch (hnsw) or nprobe (ivf) stored with the index')
+    p.add_argument('--segment-window', type=int, default=None, metavar='W',
+                   help='patches (0.48 s apart) per indexed window, for span search (default 4 = 2.4 s; 0: no windows)')
     p.add_argument('--force', action='store_true', help='build a new index in place of an existing one (the old one serves until it is done)')
 
     p = sub.add_parser('add', help='add new files, re-embed changed ones, drop vanished ones (under the given folders)')
@@ -50,13 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     writer_options(p)
     p.add_argument('--keep-removed', action='store_true', help="mark vanished files 'missing' instead of dropping them")
 
-    p = sub.add_parser('search', help='the k indexed files most similar to QUERY')
-    p.add_argument('query', help='an audio file')
+    p = sub.add_parser('search', help='the k indexed files most similar to each query (and where in them, with --spans)')
+    p.add_argument('queries', nargs='*', metavar='QUERY', help='audio files and/or folders of them')
     p.add_argument('--index', required=True, **common)
-    p.add_argument('-k', type=_positive_int, default=10, help='how many neighbours (default 10)')
+    p.add_argument('--list', default=None, metavar='FILE', help='a text file of more queries, one path a line (# comments)')
+    p.add_argument('-k', type=_positive_int, default=10, help='how many files per query (default 10)')
+    p.add_argument('--spans', type=_positive_int, default=None, metavar='N',
+                   help='rank files by their best window and give the N best non-overlapping spans of each')
+    p.add_argument('--start', type=float, default=None, metavar='S', help='search with the part of each query from S seconds')
+    p.add_argument('--end', type=float, default=None, metavar='E', help='... up to E seconds')
+    p.add_argument('--format', default=None, choices=['table', 'csv', 'json'], help='one row per query and hit (default table)')
+    p.add_argument('--out', default=None, metavar='FILE', help='write the results here instead of printing them')
     p.add_argument('--model', default=None, help="default: the index's model (any other is refused)")
     p.add_argument('--effort', type=_positive_int, default=None, help="efSearch / nprobe for this query (approximate indexes)")
-    p.add_argument('--csv', action='store_true', help='print CSV instead of a table')
+    p.add_argument('--csv', action='store_true', help='print CSV instead of a table (the same as --format csv)')
 
     p = sub.add_parser('info', help='what an index holds')
     p.add_argument('--index', required=True, **common)
@@ -71,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--n-test', type=int, default=1000)
     p.add_argument('--n-exact', type=int, default=200)
     p.add_argument('--out', default=None, help='CSV for the table (default: reports/benchmarks/search.csv)')
+
+    p = sub.add_parser('bench-spans', help='choose the window length on folds 1-4 and measure span search on fold 5 (ESC-50)')
+    p.add_argument('--windows', type=_positive_int, nargs='+', default=[1, 2, 4, 8], help='candidate windows in patches')
+    p.add_argument('--model', default='yamnet')
+    p.add_argument('--files', type=_positive_int, default=20, help='long recordings per archive')
+    p.add_argument('--per-file', type=_positive_int, default=12, help='5 s clips per recording')
+    p.add_argument('--measure-only', type=_positive_int, default=None, metavar='W', help='skip the choice; measure this W on fold 5')
     return ap
 
 # %% ../nbs/07b_cli.ipynb #896d4f6e
@@ -104,13 +120,37 @@ def _default_bench_csv() -> Path:
     try: return project_root()/'reports'/'benchmarks'/'search.csv'
     except FileNotFoundError: return Path('search_benchmark.csv')
 
+def _read_list(path:str) -> list[str]:
+    "Query paths from a text file, one a line; blank lines and lines starting with # are skipped."
+    try: lines = Path(path).read_text().splitlines()
+    except OSError as e: raise FileNotFoundError(f"--list {path} cannot be read ({e.strerror}). Give a text file of paths.") from None
+    return [s.strip() for s in lines if s.strip() and not s.strip().startswith('#')]
+
+def _search_many(a, S, queries:list) -> int:
+    "Many queries, one table: exit 0, 1 if some queries were left out (named on stderr), 2 if all were."
+    res = S.search_many(a.index, queries, k=a.k, spans=a.spans, start_s=a.start, end_s=a.end, effort=a.effort, model=a.model)
+    cols = S.RESULT_COLUMNS + ['span_rank', 'is_query']
+    fmt = a.format or ('csv' if a.csv else 'table')
+    text = (res[cols].to_csv(index=False) if fmt == 'csv' else
+            res[cols].to_json(orient='records', indent=1, double_precision=6) + '\n' if fmt == 'json' else
+            res[cols].to_string(index=False) + '\n')
+    if a.out:
+        from audio_latent.search import _replace
+        _replace(Path(a.out), lambda f: Path(f).write_text(text))
+        print(f"{len(res)} row(s) for {res['query'].nunique()} query(ies) written to {a.out}")
+    else: print(text, end='')
+    problems = res.attrs['problems']
+    for q, message in problems: print(f"audio-latent search: left out {q}: {message}", file=sys.stderr)
+    return 0 if not problems else 2 if res.empty else 1
+
 def _run(a) -> int:
     from audio_latent import search as S
     if a.command == 'index':
         kw = {k: v for k, v in dict(ann_threshold=a.ann_threshold, ann_kind=a.ann, search_effort=a.effort).items()
               if v is not None}
         index = S.index_folder(a.dir, a.index, model=a.model, labels=a.labels, batch_size=a.batch_size,
-                               dask_client=a.dask, overwrite=a.force, progress=not a.quiet, **kw)
+                               dask_client=a.dask, overwrite=a.force, progress=not a.quiet,
+                               **({} if a.segment_window is None else dict(segment_window=a.segment_window)), **kw)
         _print_summary(index, 'Indexed'); print(f"Index written to {a.index}")
     elif a.command == 'add':
         index = S.add_to_index(a.index, a.sources, labels=a.labels, batch_size=a.batch_size, dask_client=a.dask,
@@ -121,11 +161,18 @@ def _run(a) -> int:
                              dask_client=a.dask, progress=not a.quiet)
         _print_summary(index, 'Synced: embedded')
     elif a.command == 'search':
-        res = S.search_index(a.index, a.query, k=a.k, model=a.model, effort=a.effort)
-        show = res.drop(columns=['sha256'])
-        show['is_query'] = np.where(show.is_query, '(the query itself)', '')
-        if a.csv: print(res.to_csv(index=False), end='')
-        else: print(show.rename(columns={'is_query': ''}).to_string(index=False))
+        queries = list(a.queries) + (_read_list(a.list) if a.list else [])
+        if not queries: raise ValueError("give at least one query: audio files, folders of them, or --list FILE.")
+        S.check_span(a.start, a.end)
+        if (len(queries) == 1 and not a.list and not Path(queries[0]).is_dir() and a.format is None and a.out is None
+                and a.spans is None and a.start is None and a.end is None):  # one clip: the table of before
+            res = S.search_index(a.index, queries[0], k=a.k, model=a.model, effort=a.effort)
+            show = res.drop(columns=['sha256'])
+            show['is_query'] = np.where(show.is_query, '(the query itself)', '')
+            if a.csv: print(res.to_csv(index=False), end='')
+            else: print(show.rename(columns={'is_query': ''}).to_string(index=False))
+            return 0
+        return _search_many(a, S, queries)
     elif a.command == 'info':
         index = S.AudioIndex.load(a.index)
         print(index)
@@ -137,6 +184,17 @@ def _run(a) -> int:
         from audio_latent.store import migrate_v1
         n = migrate_v1(a.index)
         print(f"Migrated {n} recording(s) into {Path(a.index)/'index.db'}; the old files are kept as *.v1.")
+    elif a.command == 'bench-spans':
+        import pandas as pd
+        if a.measure_only is None:
+            t = S.choose_window(tuple(a.windows), model=a.model, n_files=a.files, per_file=a.per_file, progress=True)
+            print("\nChoosing W on an archive of folds 1-2 (similar-sound queries from folds 3-4):\n")
+            print(t.to_string(index=False)); w = S.chosen_window(t)
+            print(f"\nRule: among W with cut rate >= 0.95, the highest similar-sound rate (ties: smaller W) -> W = {w}")
+        else: w = a.measure_only
+        r = S.span_benchmark(w, model=a.model, n_files=a.files, per_file=a.per_file)
+        print(f"\nFold-5 archive, W = {w} ({a.files} recordings of {a.per_file} clips; similar-sound queries from folds 1-4):\n")
+        print(pd.Series(r).to_string())
     elif a.command == 'bench':
         out = a.out or _default_bench_csv()
         df = S.benchmark_search(a.sizes, a.dim, a.kinds, n_test=a.n_test, n_exact=a.n_exact, out=out)

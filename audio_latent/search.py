@@ -13,18 +13,21 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .data import AudioError, load_audio, pad_to_patches, sha256_file
-from .store import Store, StoreError, check_store, no_index_message, now_utc
+from .store import Store, StoreError, check_store, new_stage, no_index_message, now_utc
 
 # %% auto #0
 __all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'FFMPEG_SUFFIXES', 'PATCH_SAMPLES', 'HOP_SAMPLES', 'SR', 'SILENCE_DBFS',
-           'BLOCK_SECONDS', 'LONG_SECONDS', 'TRUNCATION_TOLERANCE', 'INDEX_FORMAT', 'ANN_THRESHOLD', 'HNSW_M',
-           'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'ANN_KIND', 'DEFAULT_EFFORT', 'IVF_RETRAIN_GROWTH',
-           'WITHIN_SPECTRUM', 'BETWEEN_SPECTRUM', 'l2_normalise', 'patch_chunks', 'Embedder', 'LogMelStatsEmbedder',
-           'YamnetEmbedder', 'register_embedder', 'get_embedder', 'identity_of', 'audio_suffixes', 'ffmpeg_path',
-           'scan_sources', 'find_audio_files', 'QueryError', 'rms_dbfs', 'wav_declared_frames', 'ogg_complete',
-           'decode_blocks', 'decode_audio', 'query_waveform', 'embed_files', 'read_labels', 'ModelMismatchError',
-           'make_ann_index', 'set_search_effort', 'AudioIndex', 'relative_to_root', 'plan_update', 'index_folder',
-           'add_to_index', 'sync_index', 'search_index', 'spectrum_from_knots', 'synthetic_embeddings',
+           'BLOCK_SECONDS', 'LONG_SECONDS', 'TRUNCATION_TOLERANCE', 'SEGMENT_WINDOW', 'STAGE_ROWS', 'INDEX_FORMAT',
+           'ANN_THRESHOLD', 'HNSW_M', 'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'ANN_KIND', 'DEFAULT_EFFORT',
+           'IVF_RETRAIN_GROWTH', 'RESULT_COLUMNS', 'WITHIN_SPECTRUM', 'BETWEEN_SPECTRUM', 'l2_normalise',
+           'patch_chunks', 'Embedder', 'LogMelStatsEmbedder', 'YamnetEmbedder', 'register_embedder', 'get_embedder',
+           'identity_of', 'audio_suffixes', 'ffmpeg_path', 'scan_sources', 'find_audio_files', 'QueryError', 'rms_dbfs',
+           'wav_declared_frames', 'ogg_complete', 'decode_blocks', 'decode_audio', 'check_span', 'query_waveform',
+           'embed_files', 'segment_hop', 'supports_segments', 'segment_starts', 'window_span_s', 'SegmentCollector',
+           'SegmentPooler', 'read_labels', 'expand_queries', 'ModelMismatchError', 'make_ann_index',
+           'set_search_effort', 'AudioIndex', 'relative_to_root', 'plan_update', 'index_folder', 'add_to_index',
+           'sync_index', 'search_index', 'search_many', 'concat_archive', 'sf_write', 'span_scores', 'choose_window',
+           'chosen_window', 'span_benchmark', 'tempfile_dir', 'spectrum_from_knots', 'synthetic_embeddings',
            'search_difficulty', 'benchmark_search', 'format_benchmark', 'main']
 
 # %% ../nbs/07_search.ipynb #50395e26
@@ -60,10 +63,15 @@ class Embedder:
     "Base class: subclasses set `name`, `version`, `pooling`, `dim`, `spec` and implement `embed`."
     name:str = 'embedder'; version:str = '0'; pooling:str = ''; dim:int = 0
     spec:str|None = None  # how `get_embedder` rebuilds it; None: only in-process
-    def embed(self, waveforms:list) -> np.ndarray: raise NotImplementedError
-    def embed_long(self, blocks) -> np.ndarray:
+    # segments (see "Segments" below): an embedder that can pool any run of patches defines `pool_units` and passes
+    # its per-unit summaries to `on_units`; `unit_extra` is how many units beyond W a window of W patches spans
+    unit_extra:int = 0
+    def embed(self, waveforms:list, on_units=None) -> np.ndarray: raise NotImplementedError
+    def embed_long(self, blocks, on_units=None) -> np.ndarray:
         "One recording given as waveform blocks -> its vector. This default joins them (memory grows with length)."
-        return self.embed([pad_to_patches(np.concatenate(list(blocks)), 15600, 7680)])[0]
+        y = pad_to_patches(np.concatenate(list(blocks)), 15600, 7680)
+        if on_units is None: return self.embed([y])[0]
+        return self.embed([y], on_units=lambda i, U: on_units(U))[0]
     @property
     def identity(self) -> dict:
         "What must agree for two vectors to be comparable."
@@ -74,25 +82,37 @@ class Embedder:
 class LogMelStatsEmbedder(Embedder):
     "Mean and std over frames of the 64-band log-mel spectrogram (YAMNet's front end), L2-normalised: 128-d."
     name, version, pooling, dim, spec = 'logmel-stats', '1', 'mean+std over frames', 128, 'logmel'
+    unit_extra = 1  # units are 48-frame blocks (one patch hop); W patches (96 frames each, 48 apart) span W + 1 of them
     def _S(self, y):
         from audio_latent.features import logmel
         S = logmel(np.asarray(y, np.float32)) - np.log(1e-3)
         S[S < 1e-4] = 0  # >= 0, and digital silence exactly 0 (float32 rounding aside)
         return S
-    def embed(self, waveforms:list) -> np.ndarray:
+    def embed(self, waveforms:list, on_units=None) -> np.ndarray:
         out = np.zeros((len(waveforms), self.dim), np.float32)
         for i, y in enumerate(waveforms):
             S = self._S(y); out[i] = np.concatenate([S.mean(0), S.std(0)])
+            if on_units is not None: on_units(i, _block_sums(S))
         return l2_normalise(out)
-    def embed_long(self, blocks) -> np.ndarray:
+    def pool_units(self, U:dict) -> np.ndarray:
+        "Mean and std over the frames of some consecutive 48-frame blocks, L2-normalised."
+        n = U['n'].sum(); mean = U['s1'].sum(0)/n
+        return l2_normalise(np.concatenate([mean, np.sqrt(np.maximum(U['s2'].sum(0)/n - mean**2, 0))])[None])[0]
+    def embed_long(self, blocks, on_units=None) -> np.ndarray:
         "The same vector from a stream: running sums of the frames and their squares, one patch chunk at a time."
         s1, s2, n = 0., 0., 0
         for chunk, m, last in patch_chunks(blocks):
             S = self._S(chunk).astype(np.float64)
             if not last: S = S[:48*m]  # the frames before the next chunk's first (10 ms frames, 0.48 s patch hop)
+            if on_units is not None: on_units(_block_sums(S))
             s1, s2, n = s1 + S.sum(0), s2 + np.square(S).sum(0), n + len(S)
         mean = s1/n
         return l2_normalise(np.concatenate([mean, np.sqrt(np.maximum(s2/n - mean**2, 0))])[None])[0]
+
+def _block_sums(S:np.ndarray, block:int=48) -> dict:
+    "Per block of `block` frames: sum and sum of squares of the frames (float64), and the frame count."
+    S = np.asarray(S, np.float64); at = np.arange(0, len(S), block)
+    return dict(s1=np.add.reduceat(S, at), s2=np.add.reduceat(np.square(S), at), n=np.diff(np.append(at, len(S))))
 
 # %% ../nbs/07_search.ipynb #32e1395f
 YAMNET_POOLING = 'energy-weighted+sqrt'  # best unsupervised pooling of notebook 03 (cross-fold)
@@ -136,7 +156,7 @@ class YamnetEmbedder(Embedder):
             return self._numpy_model.patch_embeddings(Y, self.batch_patches)
         return self._yamnet.patch_embeddings(Y, self._load(), self.batch_patches)
 
-    def embed(self, waveforms:list) -> np.ndarray:
+    def embed(self, waveforms:list, on_units=None) -> np.ndarray:
         from audio_latent.startup import NUMPY_MAX_PATCHES
         out = np.zeros((len(waveforms), self.dim), np.float32)
         lengths = np.array([len(y) for y in waveforms])
@@ -145,21 +165,34 @@ class YamnetEmbedder(Embedder):
             idx = np.flatnonzero(lengths == n)
             Y = np.stack([np.asarray(waveforms[i], np.float32) for i in idx])
             E = self._patch_embeddings(Y, small)
-            if self.pooling in _ENERGY_POOLINGS:
-                V = self._yamnet.pool_energy_weighted(E, self._yamnet.patch_rms(Y))
-                out[idx] = self._yamnet.power_normalise(V) if self.pooling.endswith('+sqrt') else V
-            else: out[idx] = self._yamnet.pool(E, self.pooling)
+            rms = self._yamnet.patch_rms(Y) if self.pooling in _ENERGY_POOLINGS or on_units is not None else None
+            out[idx] = self._pool(E, rms)
+            if on_units is not None:
+                for j, i in enumerate(idx): on_units(i, dict(E=E[j], w=rms[j]))  # the same patches, embedded once
         return l2_normalise(out)
 
-    def embed_long(self, blocks) -> np.ndarray:
+    def _pool(self, E:np.ndarray, rms:np.ndarray|None) -> np.ndarray:
+        "Pool patch embeddings `(n, patches, 1024)` per clip (before the final L2 normalisation)."
+        if self.pooling in _ENERGY_POOLINGS:
+            V = self._yamnet.pool_energy_weighted(E, rms)
+            return self._yamnet.power_normalise(V) if self.pooling.endswith('+sqrt') else V
+        return self._yamnet.pool(E, self.pooling)
+
+    def pool_units(self, U:dict) -> np.ndarray:
+        "A window's vector: its patches pooled exactly as a clip of those patches would be."
+        return l2_normalise(self._pool(U['E'][None], U['w'][None]))[0]
+
+    def embed_long(self, blocks, on_units=None) -> np.ndarray:
         """The energy-weighted poolings from a stream: running sums of (RMS x unit patch embedding), of RMS, and of the
         unit embeddings (an all-silent recording falls back to their plain mean), `batch_patches` patches at a time."""
-        if self.pooling not in _ENERGY_POOLINGS: return super().embed_long(blocks)  # mean/std poolings: whole file
+        if self.pooling not in _ENERGY_POOLINGS: return super().embed_long(blocks, on_units)  # mean/std poolings: whole file
         sw, se, wsum, n = np.zeros(1024), np.zeros(1024), 0., 0
         for chunk, m, _ in patch_chunks(blocks, per_chunk=self.batch_patches):
-            E = self._patch_embeddings(chunk[None], small=False)[0][:m].astype(np.float64)  # long: Keras under 'auto'
+            E32 = self._patch_embeddings(chunk[None], small=False)[0][:m]  # long: Keras under 'auto'
+            w = self._yamnet.patch_rms(chunk[None])[0][:m]
+            if on_units is not None: on_units(dict(E=E32, w=w))
+            E, w = E32.astype(np.float64), w.astype(np.float64)
             E /= np.maximum(np.linalg.norm(E, axis=-1, keepdims=True), 1e-12)
-            w = self._yamnet.patch_rms(chunk[None])[0][:m].astype(np.float64)
             sw, se, wsum, n = sw + w @ E, se + E.sum(0), wsum + w.sum(), n + m
         V = (sw/wsum if wsum > 0 else se/n).astype(np.float32)[None]
         return l2_normalise(self._yamnet.power_normalise(V) if self.pooling.endswith('+sqrt') else V)[0]
@@ -385,22 +418,46 @@ def decode_audio(path:str|Path, sr:int=SR, facts:dict|None=None) -> np.ndarray:
     "The whole recording as one mono float32 array (see `decode_blocks`)."
     return np.concatenate(list(decode_blocks(path, sr, facts)))
 
+def check_span(start_s:float|None, end_s:float|None):
+    "Raise `ValueError` naming the option unless the span is possible in some file (start >= 0, start < end)."
+    if start_s is not None and not start_s >= 0: raise ValueError(f"--start must be 0 or more (seconds), got {start_s:g}.")
+    if end_s is not None and not end_s > 0: raise ValueError(f"--end must be more than 0 (seconds), got {end_s:g}.")
+    if start_s is not None and end_s is not None and not start_s < end_s:
+        raise ValueError(f"--start ({start_s:g} s) must be before --end ({end_s:g} s).")
+
 def query_waveform(path:str|Path, # the query clip
                    sr:int=SR, # sample rate the embedder expects
                    patch_samples:int=PATCH_SAMPLES, # the shortest usable query
                    silence_dbfs:float=SILENCE_DBFS, # quieter queries are refused
+                   start_s:float|None=None, # query only the part from here (seconds; default: the start)
+                   end_s:float|None=None, # up to here (seconds; default: the end)
                   ) -> np.ndarray:
-    "The query as a padded 16 kHz mono waveform; `QueryError` for a missing, non-audio, damaged, too short or silent file."
+    """The query (or its span) as a padded 16 kHz mono waveform; `QueryError` for a missing, non-audio, damaged, too short
+    or silent file, or a span outside it. Decoded a block at a time: a span of a long recording costs only the span."""
+    check_span(start_s, end_s)
     if not Path(path).exists(): raise QueryError(f"The query {path} does not exist. Check the path.")
-    try: y = decode_audio(path, sr)
+    a = 0 if start_s is None else int(round(start_s*sr)); b = None if end_s is None else int(round(end_s*sr))
+    parts, n = [], 0
+    try:
+        for y in decode_blocks(path, sr):
+            lo, hi = max(a - n, 0), len(y) if b is None else min(max(b - n, 0), len(y))
+            if hi > lo: parts.append(y[lo:hi])
+            n += len(y)
+            if b is not None and n >= b: break  # the span is read: the rest of a long recording is not decoded
     except AudioError as e:
         raise QueryError(f"The query {path} is not an audio file that can be read ({e}). "
                          "Give a WAV, FLAC, OGG, MP3 or other file soundfile reads.") from None
+    span = start_s is not None or end_s is not None
+    if span and a >= n: raise QueryError(f"--start {start_s:g} s is past the end of the query {path} ({n/sr:.2f} s long).")
+    if b is not None and b > n + sr//100:  # 10 ms of slack for rounding
+        raise QueryError(f"--end {end_s:g} s is past the end of the query {path} ({n/sr:.2f} s long): give at most {n/sr:.2f}.")
+    y = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    what = f"The span {a/sr:g}-{(n if b is None else min(b, n))/sr:g} s of the query {path}" if span else f"The query {path}"
     if len(y) < patch_samples:
-        raise QueryError(f"The query {path} is {len(y)/sr:.3f} s long; a query needs at least one patch of "
+        raise QueryError(f"{what} is {len(y)/sr:.3f} s long; a query needs at least one patch of "
                          f"{patch_samples/sr:.3f} s ({patch_samples} samples at {sr} Hz). Use a longer clip.")
     if (level := rms_dbfs(y)) < silence_dbfs:
-        raise QueryError(f"The query {path} is silent (RMS {level:.1f} dBFS, below {silence_dbfs:.0f} dBFS): "
+        raise QueryError(f"{what} is silent (RMS {level:.1f} dBFS, below {silence_dbfs:.0f} dBFS): "
                          "there is no sound to search for.")
     return pad_to_patches(y, patch_samples, HOP_SAMPLES)
 
@@ -423,28 +480,121 @@ def embed_files(paths:list, # audio files
                 embedder:str|Embedder='yamnet', # embedder or its spec
                 sr:int=SR, # sample rate the embedder expects
                 long_seconds:float=LONG_SECONDS, # longer files are decoded and embedded as a stream
+                segments:dict|None=None, # dict(window=, hop=) in patches: also pool each file's windows (see "Segments")
+                stage=None, # called with a file's position in `paths`, returns the sink its streamed windows go to
                ) -> dict:
     """Decode, check and embed `paths`: dict(vectors (n_ok, d), ok (indices into paths), problems [(path, reason)] for
-    files left out, warnings [(path, reason)] for files kept with a caveat (truncated), seconds)."""
+    files left out, warnings [(path, reason)] for files kept with a caveat (truncated), seconds) and, with `segments`,
+    `segments`: per kept file (start_s, end_s, vectors) of its windows, or None where they went to `stage` instead."""
     emb = _embedder_here(embedder)
-    vecs, waves, problems, warns, seconds = {}, {}, [], [], {}
+    if segments and not supports_segments(emb): segments = None
+    vecs, waves, problems, warns, seconds, segs = {}, {}, [], [], {}, {}
+    def pooler(i, sink=None) -> SegmentPooler:
+        if sink is None: sink = segs.setdefault(i, SegmentCollector())
+        return SegmentPooler(emb, segments['window'], segments['hop'], sink)
     for i, p in enumerate(paths):
         facts = {}
         try:
-            if _is_long(p, long_seconds): vecs[i] = np.asarray(emb.embed_long(decode_blocks(p, sr, facts)), np.float32)
+            if _is_long(p, long_seconds):
+                sp = pooler(i, stage(i) if stage is not None else None) if segments else None
+                vecs[i] = np.asarray(emb.embed_long(decode_blocks(p, sr, facts), **({'on_units': sp.feed} if sp else {})),
+                                     np.float32)
+                if sp: sp.finish()
             else: waves[i] = pad_to_patches(decode_audio(p, sr, facts), PATCH_SAMPLES, HOP_SAMPLES)
-        except AudioError as e: problems.append((str(p), str(e))); continue
+        except AudioError as e: problems.append((str(p), str(e))); segs.pop(i, None); continue
         except Exception as e:  # a decoder or model failing half-way through a file
-            problems.append((str(p), f"{p} could not be decoded ({type(e).__name__}: {e})")); continue
+            problems.append((str(p), f"{p} could not be decoded ({type(e).__name__}: {e})")); segs.pop(i, None); continue
         seconds[i] = facts['seconds']
         if facts.get('truncated'): warns.append((str(p), facts['truncated']))
-    if waves: vecs.update(zip(waves, np.asarray(emb.embed(list(waves.values())), np.float32)))
+    if waves:
+        order = list(waves)
+        if segments:
+            poolers = [pooler(i) for i in order]
+            X = emb.embed(list(waves.values()), on_units=lambda j, U: poolers[j].feed(U))
+            for sp in poolers: sp.finish()
+        else: X = emb.embed(list(waves.values()))
+        vecs.update(zip(order, np.asarray(X, np.float32)))
     ok = sorted(vecs)
     X = np.stack([vecs[i] for i in ok]) if ok else np.zeros((0, int(emb.dim)), np.float32)
     bad = ~np.isfinite(X).all(1)
     for j in np.flatnonzero(bad): problems.append((str(paths[ok[j]]), f"{paths[ok[j]]}: the model returned NaN/inf."))
     keep = [o for o, b in zip(ok, bad) if not b]
-    return dict(vectors=l2_normalise(X[~bad]), ok=keep, problems=problems, warnings=warns, seconds=[seconds[i] for i in keep])
+    out = dict(vectors=l2_normalise(X[~bad]), ok=keep, problems=problems, warnings=warns, seconds=[seconds[i] for i in keep])
+    if segments: out['segments'] = [segs[i].result() if i in segs else None for i in keep]
+    return out
+
+# %% ../nbs/07_search.ipynb #6bcf15ea
+SEGMENT_WINDOW = 2  # patches: 1.455 s windows every 0.48 s, chosen on folds 1-4 by the rule of "Choosing the window"
+STAGE_ROWS = 512  # staged window rows written per commit while a long recording streams (2 MB of 1024-d vectors)
+
+def segment_hop(window:int) -> int:
+    "Patches between window starts: half a window, at least one patch."
+    return max(1, (int(window) + 1)//2)
+
+def supports_segments(embedder) -> bool:
+    "Whether the embedder can pool a window of patches: it has `pool_units`, and its `embed` and `embed_long` take `on_units`."
+    import inspect
+    def takes(f):
+        try: return 'on_units' in inspect.signature(f).parameters
+        except (TypeError, ValueError): return False
+    return (callable(getattr(embedder, 'pool_units', None)) and takes(getattr(embedder, 'embed', None))
+            and takes(getattr(embedder, 'embed_long', None)))
+
+def segment_starts(n_patches:int, # patches in the recording
+                   window:int, # patches per window
+                   hop:int, # patches between window starts
+                  ) -> np.ndarray:
+    "First patch of every window: every `hop` patches, the last one aligned to the end; one window if the recording is shorter."
+    if n_patches <= window: return np.array([0])
+    s = np.arange(0, n_patches - window + 1, hop)
+    return s if s[-1] == n_patches - window else np.append(s, n_patches - window)
+
+def window_span_s(starts:np.ndarray, # first patch of each window
+                  window:int, n_patches:int, sr:int=SR) -> tuple[np.ndarray, np.ndarray]:
+    "(start_s, end_s) of windows: from the first patch's start to the last patch's end (the file's padding included)."
+    last = np.minimum(np.asarray(starts) + window, n_patches) - 1
+    return np.asarray(starts)*HOP_SAMPLES/sr, (last*HOP_SAMPLES + PATCH_SAMPLES)/sr
+
+class SegmentCollector:
+    "A sink that keeps a recording's windows in memory (short files, Dask workers)."
+    def __init__(self): self.parts = []
+    def __call__(self, start_s, end_s, V): self.parts.append((start_s, end_s, V))
+    def result(self) -> tuple:
+        return tuple(np.concatenate([p[j] for p in self.parts]) for j in range(3)) if self.parts else None
+
+class SegmentPooler:
+    "Window vectors of one recording from its units, fed in order a chunk at a time; finished windows go to `sink`."
+    def __init__(self, embedder, window:int, hop:int, sink):
+        self.emb, self.W, self.H, self.sink = embedder, int(window), int(hop), sink
+        self.extra = int(getattr(embedder, 'unit_extra', 0))
+        self.buf, self.first, self.n, self.next = None, 0, 0, 0  # units kept, index of buf[0], units seen, next start
+
+    def feed(self, U:dict):
+        "Take the next units (dict of arrays, one row per unit); pool and send every window now complete."
+        self.buf = U if self.buf is None else {k: np.concatenate([self.buf[k], U[k]]) for k in U}
+        self.n += len(next(iter(U.values())))
+        starts = []
+        while self.next + self.W + self.extra <= self.n: starts.append(self.next); self.next += self.H
+        self._send(np.array(starts, int), None)
+        keep = max(self.next - self.H, 0) - self.first  # the end-aligned last window may start up to H - 1 before `next`
+        if keep > 0: self.buf, self.first = {k: v[keep:] for k, v in self.buf.items()}, self.first + keep
+
+    def finish(self):
+        "The recording is over: send the windows not sent yet (the end-aligned one, or the only one)."
+        if self.buf is None: return
+        n_patches = self.n - self.extra
+        starts = segment_starts(n_patches, self.W, self.H)
+        sent = np.arange(0, self.next, self.H)
+        self._send(np.setdiff1d(starts, sent), n_patches)
+        if hasattr(self.sink, 'flush'): self.sink.flush()
+
+    def _send(self, starts:np.ndarray, n_patches:int|None):
+        if not len(starts): return
+        V = np.stack([self.emb.pool_units({k: v[s - self.first:s - self.first + self.W + self.extra]
+                                            for k, v in self.buf.items()}) for s in starts]).astype(np.float32)
+        a, b = window_span_s(starts, self.W, n_patches if n_patches is not None else self.n - self.extra)
+        keep = np.linalg.norm(V, axis=1) > 0.5  # a window of digital silence pools to zero (log-mel): nothing to find
+        if keep.any(): self.sink(a[keep], b[keep], V[keep])
 
 # %% ../nbs/07_search.ipynb #4c9fab7f
 def read_labels(labels:str|Path|dict|None, # CSV path, 'esc50', a {file name or stem: label} dict, or None
@@ -480,6 +630,26 @@ HNSW_EF_SEARCH = 256  # reaches recall@10 0.96 at 1M in the benchmark (128: 0.94
 ANN_KIND = 'ivf'      # the benchmark's choice at 1M: recall@10 1.00 at ~2.5 ms of CPU per query
 DEFAULT_EFFORT = {'hnsw': HNSW_EF_SEARCH, 'ivf': 16}  # efSearch, nprobe (the benchmark's tuned nprobe is 4: 4x margin)
 IVF_RETRAIN_GROWTH = 4  # retrain the IVF cells when the index has grown this many times since they were trained
+
+# the batch search's table (`AudioIndex.search_files`): one row per query and hit (and window); other tools read these names
+RESULT_COLUMNS = ['query', 'query_start_s', 'query_end_s', 'rank', 'path', 'start_s', 'end_s', 'distance', 'label', 'note']
+
+def expand_queries(queries, # a file, a folder, a list of them, or of (path, start_s, end_s) tuples
+                   start_s:float|None=None, end_s:float|None=None, # the span of every query given without one
+                  ) -> tuple[list, list]:
+    "([(path, start_s, end_s)], problems): folders expanded into their audio files; a folder without any is a problem."
+    if isinstance(queries, (str, Path)) or (isinstance(queries, tuple) and len(queries) == 3 and not isinstance(queries[1], (str, Path))):
+        queries = [queries]
+    out, problems = [], []
+    for q in queries:
+        if isinstance(q, tuple): out.append((Path(q[0]), q[1], q[2])); continue
+        p = Path(q)
+        if p.is_dir():
+            files, probs = scan_sources(p); problems += probs
+            if not files: problems.append((str(p), "the folder holds no audio files this tool reads."))
+            out += [(f, start_s, end_s) for f in files]
+        else: out.append((p, start_s, end_s))  # a missing file is named when it is read
+    return out, problems
 
 class ModelMismatchError(ValueError):
     "Query vectors made by another model (or version, or pooling) than the index's."
@@ -522,6 +692,9 @@ class AudioIndex:
                  ann_threshold:int=ANN_THRESHOLD, # from this many vectors on, search approximately instead of exactly
                  ann_kind:str=ANN_KIND, # the approximate index: 'hnsw' or 'ivf'
                  search_effort:int|None=None, # efSearch (HNSW) or nprobe (IVF); default `DEFAULT_EFFORT`
+                 segments:pd.DataFrame|None=None, # windows: file (row number in `files`), start_s, end_s
+                 segment_vectors:np.ndarray|None=None, # (m, dim) unit rows, one per window
+                 segment_settings:dict|None=None, # dict(window=, hop=) in patches, as indexed
                 ):
         self.model = dict(model)
         d = int(self.model['dim'])
@@ -537,6 +710,11 @@ class AudioIndex:
         self.search_effort = int(search_effort or DEFAULT_EFFORT[ann_kind])
         self.created = self.updated = _now()
         self._faiss, self._faiss_n, self._faiss_kind, self._trained_n = None, 0, None, 0
+        self.segments = (pd.DataFrame(dict(file=pd.Series(dtype=int), start_s=pd.Series(dtype=float), end_s=pd.Series(dtype=float)))
+                         if segments is None else segments.reset_index(drop=True))
+        self.segment_vectors = np.zeros((0, d), np.float32) if segment_vectors is None else segment_vectors
+        if len(self.segments) != len(self.segment_vectors): raise ValueError(f"{len(self.segments)} windows but {len(self.segment_vectors)} vectors.")
+        self.segment_settings, self._seg_faiss, self._emb = segment_settings, None, None
         self.path, self.build, self.commit, self.token, self.state = None, None, None, None, None  # set by `load`
         self.last_update = {}
 
@@ -672,10 +850,123 @@ class AudioIndex:
         return out
 
     def embedder(self) -> Embedder:
-        "The index's embedder, rebuilt from its spec."
-        spec = self.model.get('spec')
-        if not spec: raise ValueError("This index does not record how to rebuild its model; pass `embedder=`.")
-        return _embedder_here(spec)
+        "The index's embedder, rebuilt from its spec once per index object (its model is loaded once, on first use)."
+        if self._emb is None:
+            spec = self.model.get('spec')
+            if not spec: raise ValueError("This index does not record how to rebuild its model; pass `embedder=`.")
+            self._emb = get_embedder(spec)
+        return self._emb
+
+    # -- windows --------------------------------------------------------------------------------------------------------
+    @property
+    def has_segments(self) -> bool: return len(self.segment_vectors) > 0
+
+    def segment_faiss_index(self):
+        "The faiss index over the window vectors: exact below `ann_threshold` windows, else the index's ANN kind (cached)."
+        if self._seg_faiss is not None: return self._seg_faiss
+        import faiss
+        X, n = self.segment_vectors, len(self.segment_vectors)
+        kind = 'flat' if n < self.ann_threshold else self.ann_kind
+        cache = Path(self.path)/f'seg-ann-{self.token}.faiss' if kind != 'flat' and self.path and self.token else None
+        if cache is not None and cache.is_file():
+            try:
+                index = faiss.read_index(str(cache))
+                if index.ntotal == n: self._seg_faiss = index; return index
+            except RuntimeError: pass
+        index = make_ann_index(int(self.model['dim']), kind, n_train=n)
+        if kind == 'ivf':
+            sample = np.random.default_rng(0).choice(n, min(n, 64*index.nlist), replace=False)
+            index.train(np.ascontiguousarray(X[np.sort(sample)]))
+        for s in range(0, n, 100_000): index.add(np.ascontiguousarray(X[s:s+100_000]))
+        if cache is not None: _write_cache(cache, lambda f: faiss.write_index(index, str(f)), 'seg-ann-*.faiss')
+        self._seg_faiss = index
+        return index
+
+    def search_spans(self, Q:np.ndarray, # query vectors (nq, dim), unit rows
+                     model:dict, # identity of the model that made Q: must be the index's
+                     k:int=10, # files per query
+                     spans:int=1, # best non-overlapping windows per file
+                     effort:int|None=None, # efSearch / nprobe when the window search is approximate
+                    ) -> list:
+        """Per query, the `k` files whose best window is nearest, nearest first: [(file row, [(window row, distance), ...])],
+        up to `spans` windows per file that do not overlap one another, nearest first."""
+        self.check_model(model)
+        if not self.has_segments:
+            raise ValueError(f"The index{' ' + str(self.path) if self.path else ''} holds no windows (it was built before "
+                             "windows were indexed, or with a model that cannot pool them). Rebuild it to search spans: "
+                             f"`audio-latent index DIR --index {self.path or 'FOLDER'} --force`.")
+        if int(k) < 1 or int(spans) < 1: raise ValueError(f"k and spans must be at least 1, got k={k}, spans={spans}.")
+        index, n = self.segment_faiss_index(), len(self.segment_vectors)
+        if not isinstance(index, __import__('faiss').IndexFlat):
+            set_search_effort(index, max(k*spans, effort or self.search_effort) if self.ann_kind == 'hnsw' else (effort or self.search_effort))
+        f_of, a, b = self.segments.file.to_numpy(), self.segments.start_s.to_numpy(), self.segments.end_s.to_numpy()
+        n_files, out = len(np.unique(f_of)), []
+        for q in l2_normalise(np.atleast_2d(np.asarray(Q, np.float32))):
+            kk = min(n, max(64, 8*k*spans))
+            while True:  # the first k distinct files among the nearest windows are the k files with the nearest windows
+                S, I = index.search(np.ascontiguousarray(q[None]), kk)
+                hits, order = {}, []
+                for s_, i in zip(S[0], I[0]):
+                    if i < 0: continue
+                    f = int(f_of[i]); got = hits.get(f)
+                    if got is None:
+                        if len(order) == k: continue
+                        hits[f] = got = []; order.append(f)
+                    if len(got) < spans and all(b[i] <= a[j] or a[i] >= b[j] for j, _ in got): got.append((int(i), float(1 - s_)))
+                if len(order) >= min(k, n_files) or kk >= n: break
+                kk = min(n, 4*kk)
+            out.append([(f, hits[f]) for f in order])
+        return out
+
+    def search_files(self, queries, # audio file(s) and/or folder(s) of them, or (path, start_s, end_s) tuples
+                     k:int=10, # files per query
+                     spans:int|None=None, # None: whole-file search; N: files ranked by their best window, N windows each
+                     start_s:float|None=None, end_s:float|None=None, # search with this span of every query (seconds)
+                     effort:int|None=None, # efSearch / nprobe when the search is approximate
+                     embedder:str|Embedder|None=None, # default: the index's (built once per index object)
+                     batch:int=64, # queries embedded together
+                    ) -> pd.DataFrame:
+        """Search with many queries in one go: one row per (query, hit, window) with the columns of `RESULT_COLUMNS`.
+        Queries that cannot be used are left out and listed in `.attrs['problems']` as (query, reason)."""
+        if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
+        if spans is not None and int(spans) < 1: raise ValueError(f"--spans must be at least 1, got {spans}.")
+        check_span(start_s, end_s)
+        emb = self.embedder() if embedder is None else get_embedder(embedder)
+        self.check_model(identity_of(emb))  # refuse before spending time on the queries
+        if spans is not None and not self.has_segments: self.search_spans(np.zeros((0, int(self.model['dim']))), self.identity)
+        items, problems = expand_queries(queries, start_s, end_s)
+        rows = []
+        for g in range(0, len(items), batch):
+            ok, waves = [], []
+            for path, a, b in items[g:g+batch]:
+                try: waves.append(query_waveform(path, start_s=a, end_s=b)); ok.append((path, a, b))
+                except QueryError as e: problems.append((str(path), str(e)))
+            if not ok: continue
+            Q = np.asarray(emb.embed(waves), np.float32)
+            if spans is None:
+                D, I = self.search(Q, identity_of(emb), k, effort)
+                hits = [[(int(i), [(None, float(d))]) for d, i in zip(Dq, Iq) if i >= 0] for Dq, Iq in zip(D, I)]
+            else: hits = self.search_spans(Q, identity_of(emb), k, spans, effort)
+            for (path, a, b), h in zip(ok, hits): rows += self._result_rows(path, a, b, h)
+        out = pd.DataFrame(rows, columns=RESULT_COLUMNS + ['span_rank', 'sha256', 'is_query'])
+        out = out.astype(dict(rank=int, span_rank=int, is_query=bool))
+        out.attrs['problems'] = problems
+        return out
+
+    def _result_rows(self, query, a, b, hits:list) -> list:
+        "Rows of one query's hits (`search_spans` shape; a window of None is the whole file)."
+        files = self.files.iloc[[f for f, _ in hits]].reset_index(drop=True)
+        notes, q_sha = self.freshness(files), sha256_file(query)
+        rows = []
+        for rank, ((f, wins), r, note) in enumerate(zip(hits, files.to_dict('records'), notes), 1):
+            for j, (w, d) in enumerate(wins, 1):
+                s0, s1 = (0., float(r['seconds'])) if w is None else (float(self.segments.start_s.iat[w]), float(self.segments.end_s.iat[w]))
+                rows.append(dict(query=str(query), query_start_s=np.nan if a is None and b is None else float(a or 0.),
+                                 query_end_s=np.nan if a is None and b is None else (float(b) if b is not None else np.nan),
+                                 rank=rank, path=r['path'], start_s=round(s0, 3), end_s=round(s1, 3), distance=round(d, 4),
+                                 label=r.get('label') or '', note=note, span_rank=j, sha256=r['sha256'],
+                                 is_query=r['sha256'] == q_sha and a is None and b is None))
+        return rows
 
     # -- growing in memory ---------------------------------------------------------------------------------------------
     def add_vectors(self, X:np.ndarray, # (m, dim) unit rows
@@ -694,9 +985,13 @@ class AudioIndex:
     def save(self, path:str|Path) -> Path:
         "Write the whole index to the store in `path` as a new build, made live in one transaction (the old one stays until then)."
         with Store.create(path) as s, s.write():
-            b = s.new_build(self.model, self.root, self.settings, live=False)
+            settings = dict(self.settings, **({'segments': self.segment_settings} if self.segment_settings else {}))
+            b = s.new_build(self.model, self.root, settings, live=False)
+            by_file = {f: g.index.to_numpy() for f, g in self.segments.groupby('file')}
             s.put(b, [dict({c: r.get(c) for c in ('path', 'size', 'mtime_ns', 'sha256', 'seconds', 'label', 'status')},
-                           vector=self.vectors[i]) for i, r in enumerate(self.files.to_dict('records'))])
+                           vector=self.vectors[i], segments=None if i not in by_file else
+                           (self.segments.start_s.to_numpy()[by_file[i]], self.segments.end_s.to_numpy()[by_file[i]],
+                            self.segment_vectors[by_file[i]])) for i, r in enumerate(self.files.to_dict('records'))])
             s.promote(b)
         return Path(path)
 
@@ -712,10 +1007,19 @@ class AudioIndex:
             X = _cached_vectors(path/f'vectors-{token}.npy', (len(files), dim))
             fresh = X is None
             if fresh: X = s.vectors(b['id'], dim)
+            segs = s.segments(b['id'])
+            SX = _cached_vectors(path/f'segments-{token}.npy', (len(segs), dim)) if len(segs) else np.zeros((0, dim), np.float32)
+            seg_fresh = SX is None
+            if seg_fresh: SX = s.segment_vectors(b['id'], dim)
         if fresh: _write_cache(path/f'vectors-{token}.npy', lambda f: _save_npy(f, X), 'vectors-*.npy')
+        if seg_fresh: _write_cache(path/f'segments-{token}.npy', lambda f: _save_npy(f, SX), 'segments-*.npy')
+        segs['file'] = pd.Index(files.path).get_indexer(segs.path)  # paths are unique in a build
+        secs = files.seconds.to_numpy(float)[segs.file.to_numpy()] if len(segs) else np.zeros(0)
+        segs['end_s'] = np.where(np.isfinite(secs), np.minimum(segs.end_s, secs), segs.end_s)  # the padding is no sound
+        segs = segs[['file', 'start_s', 'end_s']]
         st = b['settings']
         index = cls(b['model'], X, files, b['root'], st.get('ann_threshold', ANN_THRESHOLD), st.get('ann_kind', ANN_KIND),
-                    st.get('search_effort'))
+                    st.get('search_effort'), segs, SX, st.get('segments'))
         index.created, index.updated, index.state = b['created'], b['updated'], b['state']
         index.path, index.build, index.commit, index.token = str(path), b['id'], commit, token
         return index
@@ -787,7 +1091,7 @@ def _open_client(dask_client):
                          "(`dask scheduler`, then `dask worker ADDRESS`) or leave --dask out to embed here.") from None
     return client, client.close
 
-def _embedded_batches(paths:list, embedder:Embedder, batch_size:int, dask_client):
+def _embedded_batches(paths:list, embedder:Embedder, batch_size:int, dask_client, segments:dict|None=None, stage=None):
     "Yield (batch of paths, `embed_files` result) as each batch finishes, locally or on a Dask cluster."
     batches = [paths[i:i+batch_size] for i in range(0, len(paths), batch_size)]
     if not batches: return
@@ -795,10 +1099,11 @@ def _embedded_batches(paths:list, embedder:Embedder, batch_size:int, dask_client
     client, close = _open_client(dask_client)
     try:
         if client is None:
-            for batch in batches: yield batch, embed_files(batch, payload)
+            for b, batch in enumerate(batches):
+                yield batch, embed_files(batch, payload, segments=segments, stage=None if stage is None else stage(b))
         else:
             from distributed import as_completed
-            futures = client.map(embed_files, batches, embedder=payload, pure=False)
+            futures = client.map(embed_files, batches, embedder=payload, segments=segments, pure=False)  # windows come back
             where = {f.key: b for b, f in enumerate(futures)}
             for f in as_completed(futures): yield batches[where[f.key]], f.result()
     finally:
@@ -884,19 +1189,30 @@ def _update_with(store, build, embedder, sources, labels, batch_size, dask_clien
             store.mark(build, plan['revived'], 'ok')
     lookup, items, warns, embedded = read_labels(labels), {str(it['file']): it for it in plan['embed']}, [], 0
     changed = set(plan['changed'])
+    segments = b['settings'].get('segments') if supports_segments(embedder) and store.has_segments else None
+    if segments:
+        with store.snapshot(): stale = store.con.execute('SELECT 1 FROM segments WHERE file IS NULL LIMIT 1').fetchone()
+        if stale:
+            with store.write(): store.drop_stale_stages()  # windows staged by a run that was killed
+    run, pos = new_stage(), {p: k for k, p in enumerate(items)}
+    stage = (lambda b_: lambda i: _StageSink(store, build, f'{run}|{b_}|{i}', int(embedder.dim))) if segments else None
     bar = tqdm(total=len(items), desc=f'embed ({embedder.name})', unit='file', disable=not progress)
     try:
-        for batch, r in _embedded_batches(list(items), embedder, batch_size, dask_client):
-            rows = []
+        for batch, r in _embedded_batches(list(items), embedder, batch_size, dask_client, segments, stage):
+            rows, b_ = [], pos[batch[0]]//batch_size  # the batch's number, as `_embedded_batches` counts
             for j, i in enumerate(r['ok']):
                 it = items[batch[i]]
                 rows.append(dict(path=it['path'], size=it['size'], mtime_ns=it['mtime_ns'], sha256=it['sha256'],
                                  seconds=round(float(r['seconds'][j]), 3), label=_label_for(lookup, it['path']) or it['label'],
                                  status='ok', vector=r['vectors'][j]))
+                if segments:  # in memory, or staged while the file streamed (then handed over in this commit)
+                    if r['segments'][j] is not None: rows[-1]['segments'] = r['segments'][j]
+                    else: rows[-1]['stage'] = f'{run}|{b_}|{i}'
             failed_changed = [items[p]['path'] for p, _ in r['problems'] if p in items and items[p]['path'] in changed]
             with store.write():  # one batch, one commit: a killed run keeps every batch before this one
                 store.put(build, rows)
                 store.delete(build, failed_changed)  # an edited file that no longer decodes loses its stale vector
+                if segments: store.con.execute('DELETE FROM segments WHERE file IS NULL AND stage LIKE ?', (f'{run}|{b_}|%',))
             embedded += len(rows); problems += r['problems']; warns += r['warnings']; bar.update(len(batch))
     finally: bar.close()
     for path, message in problems: warnings.warn(f"Skipped {path}: {message}")
@@ -906,6 +1222,19 @@ def _update_with(store, build, embedder, sources, labels, batch_size, dask_clien
                 already_indexed=plan['unchanged'] + len(plan['restat']) + plan['already_indexed'],
                 duplicates=plan['duplicates'], problems=problems, warnings=warns,
                 seconds=time.perf_counter() - t0, n=n)
+
+class _StageSink:
+    "Windows of a streaming recording, committed to the store as staged rows every `STAGE_ROWS` rows."
+    def __init__(self, store:Store, build:int, stage:str, dim:int):
+        self.store, self.build, self.stage, self.dim, self.parts, self.n = store, build, stage, dim, [], 0
+    def __call__(self, start_s, end_s, V):
+        self.parts.append((start_s, end_s, V)); self.n += len(V)
+        if self.n >= STAGE_ROWS: self.flush()
+    def flush(self):
+        if not self.parts: return
+        a, b, V = (np.concatenate([p[j] for p in self.parts]) for j in range(3))
+        with self.store.write(): self.store.stage_segments(self.build, self.stage, a, b, V, self.dim)
+        self.parts, self.n = [], 0
 
 def _loaded(index_path, summary:dict) -> AudioIndex:
     index = AudioIndex.load(index_path); index.last_update = summary
@@ -922,6 +1251,7 @@ def index_folder(folder:str|Path, # the archive: every audio file under it is in
                  ann_threshold:int=ANN_THRESHOLD, # from this many recordings on, search approximately
                  ann_kind:str=ANN_KIND, # the approximate index: 'hnsw' or 'ivf'
                  search_effort:int|None=None, # efSearch (HNSW) or nprobe (IVF)
+                 segment_window:int|None=SEGMENT_WINDOW, # patches per window (0.48 s hop); 0 or None: no windows
                  overwrite:bool=False, # build a new index in place of an existing one (live only once complete)
                  progress:bool=True, # show progress bars
                 ) -> AudioIndex:
@@ -935,6 +1265,9 @@ def index_folder(folder:str|Path, # the archive: every audio file under it is in
     model_d, root = dict(identity_of(emb), spec=getattr(emb, 'spec', None)), str(folder.resolve())
     settings = dict(ann_threshold=int(ann_threshold), ann_kind=ann_kind,
                     search_effort=int(search_effort or DEFAULT_EFFORT[ann_kind]))
+    if segment_window and int(segment_window) < 1: raise ValueError(f"segment_window must be at least 1 patch, got {segment_window}.")
+    if segment_window and supports_segments(emb):
+        settings['segments'] = dict(window=int(segment_window), hop=segment_hop(segment_window))
     if (index_path/'index.json').exists() and not (index_path/'index.db').exists() and not overwrite:
         raise FileExistsError(f"{index_path} already holds an index (old format). " + no_index_message(index_path))
     with Store.create(index_path) as s:
@@ -1021,6 +1354,125 @@ def search_index(index_path:str|Path|AudioIndex, # index folder (or a loaded ind
     and `note` when a result's file has vanished or changed since it was indexed."""
     index = index_path if isinstance(index_path, AudioIndex) else AudioIndex.load(index_path)
     return index.search_file(query, k, embedder=model, effort=effort)
+
+def search_many(index:str|Path|AudioIndex, # index folder, or a loaded index (reused: its model is loaded once)
+                queries, # audio file(s), folder(s), or (path, start_s, end_s) tuples
+                k:int=10, # files per query
+                spans:int|None=None, # None: whole files; N: files ranked by their best window, with N windows each
+                start_s:float|None=None, end_s:float|None=None, # search with this span of each query (seconds)
+                effort:int|None=None, # efSearch / nprobe when the search is approximate
+                model:str|Embedder|None=None, # default: the index's model; any other is refused
+               ) -> pd.DataFrame:
+    """Many queries against one index in one process: a DataFrame with one row per (query, hit, window), columns
+    `RESULT_COLUMNS` (+ span_rank, sha256, is_query); unusable queries are in `.attrs['problems']`."""
+    index = index if isinstance(index, AudioIndex) else AudioIndex.load(index)
+    return index.search_files(queries, k, spans, start_s, end_s, effort, model)
+
+# %% ../nbs/07_search.ipynb #22f78fa0
+def concat_archive(clips:pd.DataFrame, # catalogue rows (path, category) to draw from
+                   folder:str|Path, # where to write the long recordings
+                   n_files:int=20, # recordings
+                   per_file:int=12, # clips per recording (ESC-50 clips are 5 s)
+                   seed:int=0, sr:int=SR) -> pd.DataFrame:
+    "Write `n_files` recordings of `per_file` clips each (drawn without replacement); the truth: file, clip, category, start_s, end_s."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    if n_files*per_file > len(clips): raise ValueError(f"{n_files} x {per_file} clips wanted, {len(clips)} given.")
+    pick = clips.iloc[np.random.default_rng(seed).permutation(len(clips))[:n_files*per_file]]
+    rows = []
+    for f in range(n_files):
+        ys, at = [], 0
+        for r in pick.iloc[f*per_file:(f+1)*per_file].itertuples():
+            y = decode_audio(r.path, sr); ys.append(y)
+            rows.append(dict(file=f'long_{f:02d}.flac', clip=r.path, category=r.category, start_s=at/sr, end_s=(at + len(y))/sr))
+            at += len(y)
+        sf_write(folder/f'long_{f:02d}.flac', np.concatenate(ys), sr)
+    return pd.DataFrame(rows)
+
+def sf_write(path:Path, y:np.ndarray, sr:int):
+    "16-bit FLAC (lossless for ESC-50, which is 16-bit)."
+    import soundfile as sf
+    sf.write(str(path), y, sr, subtype='PCM_16')
+
+def span_scores(index:AudioIndex, # an index of a `concat_archive` folder
+                truth:pd.DataFrame, # its truth table
+                similar:pd.DataFrame|None=None, # clips (path, category) to query with for the similar-sound measure
+                seed:int=0) -> dict:
+    "Cut and similar-sound success rates of span search (see the text), with counts."
+    long = {r.file: r for r in truth.itertuples()}
+    root = Path(index.root)
+    cut = index.search_files([(root/r.file, r.start_s, r.end_s) for r in truth.itertuples()], k=1, spans=1)
+    hit = cut.set_index(['query', 'query_start_s'])
+    ok, err = [], []
+    for r in truth.itertuples():
+        key = (str(root/r.file), float(r.start_s))
+        if key not in hit.index: ok.append(False); continue
+        h = hit.loc[key]; h = h.iloc[0] if isinstance(h, pd.DataFrame) else h
+        right = h.path == r.file
+        ok.append(bool(right and h.start_s < r.end_s and h.end_s > r.start_s))
+        if right: err.append(abs((h.start_s + h.end_s)/2 - (r.start_s + r.end_s)/2))
+    out = dict(cut_queries=len(truth), cut_found=int(sum(ok)), cut_rate=float(np.mean(ok)),
+               cut_centre_error_median_s=float(np.median(err)) if err else np.nan,
+               cut_refused=len(cut.attrs['problems']))
+    if similar is not None:
+        rng = np.random.default_rng(seed)
+        q = pd.concat([similar[similar.category == c].sample(n, random_state=rng.integers(2**31), replace=False)
+                       for c, n in truth.category.value_counts().sort_index().items()])
+        res = index.search_files(list(q.path), k=1, spans=1)
+        by_q = dict(zip(res['query'], zip(res.path, (res.start_s + res.end_s)/2)))
+        wins = []
+        for r in q.itertuples():
+            if r.path not in by_q: wins.append(False); continue
+            f, mid = by_q[r.path]
+            clips = truth[(truth.file == f) & (truth.start_s <= mid) & (truth.end_s > mid)]
+            wins.append(bool(len(clips)) and clips.category.iloc[0] == r.category)
+        out.update(similar_queries=len(q), similar_found=int(sum(wins)), similar_rate=float(np.mean(wins)))
+    return out
+
+def choose_window(windows:tuple=(1, 2, 4, 8), # candidate W, in patches
+                  catalogue:pd.DataFrame|None=None, model:str='yamnet', workdir:str|Path|None=None,
+                  n_files:int=20, per_file:int=12, seed:int=1, progress:bool=False) -> pd.DataFrame:
+    "The rule's inputs: cut and similar-sound rates per W on an archive of folds 1-2 (similar queries from folds 3-4)."
+    from audio_latent.data import esc50_catalogue
+    cat = esc50_catalogue() if catalogue is None else catalogue
+    rows = []
+    with tempfile_dir(workdir) as d:
+        truth = concat_archive(cat[cat.fold.isin([1, 2])], d/'arch', n_files, per_file, seed)
+        for w in windows:
+            t0 = time.perf_counter()
+            ix = index_folder(d/'arch', d/f'idx{w}', model=model, segment_window=w, progress=progress)
+            rows.append(dict(window=w, window_s=round(float(window_span_s(np.array([0]), w, w)[1][0]), 3),
+                             **span_scores(ix, truth, cat[cat.fold.isin([3, 4])], seed), seconds=round(time.perf_counter() - t0, 1)))
+            if progress: print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+def chosen_window(table:pd.DataFrame, cut_bar:float=0.95) -> int:
+    "The rule: among W with cut rate >= `cut_bar`, the highest similar-sound rate; ties to the smaller W."
+    ok = table[table.cut_rate >= cut_bar]
+    if not len(ok): raise ValueError(f"No window reaches a cut rate of {cut_bar} on the tuning archive:\n{table}")
+    return int(ok.sort_values(['similar_rate', 'window'], ascending=[False, True]).window.iloc[0])
+
+def span_benchmark(window:int|None=None, # W to measure (default: `SEGMENT_WINDOW`)
+                   catalogue:pd.DataFrame|None=None, model:str='yamnet', workdir:str|Path|None=None,
+                   n_files:int=20, per_file:int=12, seed:int=0, progress:bool=False) -> dict:
+    "The reported figures: an archive of fold-5 clips, cut queries from it, similar-sound queries from folds 1-4."
+    from audio_latent.data import esc50_catalogue
+    cat = esc50_catalogue() if catalogue is None else catalogue
+    w = SEGMENT_WINDOW if window is None else int(window)
+    with tempfile_dir(workdir) as d:
+        truth = concat_archive(cat[cat.fold == 5], d/'arch', n_files, per_file, seed)
+        t0 = time.perf_counter()
+        ix = index_folder(d/'arch', d/'idx', model=model, segment_window=w, progress=progress)
+        return dict(window=w, files=n_files, clips_per_file=per_file, windows_indexed=len(ix.segments),
+                    **span_scores(ix, truth, cat[cat.fold != 5], seed), seconds=round(time.perf_counter() - t0, 1))
+
+def tempfile_dir(workdir=None):
+    "A temporary folder as a context manager yielding a Path."
+    import tempfile
+    from contextlib import contextmanager
+    @contextmanager
+    def cm():
+        with tempfile.TemporaryDirectory(dir=workdir) as d: yield Path(d)
+    return cm()
 
 # %% ../nbs/07_search.ipynb #b310a787
 # eigenvalue shares (of the total) at 1-based ranks, measured on YAMNet (TF Lite weights) mean-pooled ESC-50 vectors

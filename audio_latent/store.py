@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_store.ipynb #66c18d4c
 from __future__ import annotations
-import errno, json, os, shutil, sqlite3, subprocess, sys, time, uuid
+import errno, json, os, shutil, socket, sqlite3, subprocess, sys, time, uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,11 +14,11 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['STORE_FORMAT', 'SCHEMA_VERSION', 'DB_NAME', 'BUSY_TIMEOUT_S', 'MAX_PAGES_ENV', 'PAGE_SIZE', 'FILE_COLUMNS',
-           'V1_FORMAT', 'StoreError', 'now_utc', 'Store', 'no_index_message', 'check_store', 'read_v1', 'migrate_v1',
-           'markdown_table', 'peak_rss_mb', 'bench_memory', 'bench_add', 'compare_stores', 'main']
+           'V1_FORMAT', 'StoreError', 'now_utc', 'Store', 'new_stage', 'no_index_message', 'check_store', 'read_v1',
+           'migrate_v1', 'markdown_table', 'peak_rss_mb', 'bench_memory', 'bench_add', 'compare_stores', 'main']
 
 # %% ../nbs/07a_store.ipynb #3ccfc45a
-STORE_FORMAT, SCHEMA_VERSION = 'audio_latent.store', 2
+STORE_FORMAT, SCHEMA_VERSION = 'audio_latent.store', 3  # 3: segments (2 is upgraded in place)
 DB_NAME = 'index.db'
 BUSY_TIMEOUT_S = 600.  # a writer waits this long for another writer's transaction before giving up
 MAX_PAGES_ENV = 'AUDIO_LATENT_MAX_DB_PAGES'  # test hook: the database may not grow past this many pages (a full disk)
@@ -34,6 +34,15 @@ CREATE TABLE IF NOT EXISTS files(id INTEGER PRIMARY KEY AUTOINCREMENT, build INT
                                  label TEXT NOT NULL DEFAULT '', status TEXT NOT NULL DEFAULT 'ok',
                                  vector BLOB NOT NULL, UNIQUE(build, path));
 CREATE INDEX IF NOT EXISTS files_sha256 ON files(build, sha256);
+"""
+# version 3: a recording's windows (notebook 07, "Segments"). A row belongs to its file row and goes with it (ON DELETE
+# CASCADE); rows of a long recording still being embedded have no file yet, only the `stage` of the run writing them
+_SEGMENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY AUTOINCREMENT, build INTEGER NOT NULL,
+                                    file INTEGER REFERENCES files(id) ON DELETE CASCADE, stage TEXT,
+                                    start_s REAL NOT NULL, end_s REAL NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS segments_file ON segments(file);
+CREATE INDEX IF NOT EXISTS segments_stage ON segments(stage) WHERE stage IS NOT NULL;  -- not touched by ordinary rows
 """
 
 class StoreError(ValueError):
@@ -72,6 +81,7 @@ def _connect(db:Path, readonly:bool=False) -> sqlite3.Connection:
     if new: con.execute(f'PRAGMA page_size={PAGE_SIZE}')  # before WAL fixes it: a 1024-d vector fits one page
     if con.execute('PRAGMA journal_mode').fetchone()[0] != 'wal': con.execute('PRAGMA journal_mode=WAL')
     con.execute('PRAGMA synchronous=FULL')
+    con.execute('PRAGMA foreign_keys=ON')  # a file row's segments go with it
     if os.environ.get(MAX_PAGES_ENV): con.execute(f'PRAGMA max_page_count={int(os.environ[MAX_PAGES_ENV])}')
     return con
 
@@ -89,7 +99,10 @@ class Store:
             self.con = _connect(self.db, readonly)
             meta = dict(self.con.execute('SELECT key, value FROM meta').fetchall())
         except sqlite3.Error as e: raise _translate(e, self.folder) from None
-        if meta.get('format') != STORE_FORMAT or int(meta.get('schema_version', 0)) != SCHEMA_VERSION:
+        version = int(meta.get('schema_version', 0)) if meta.get('format') == STORE_FORMAT else 0
+        if version == 2 and not readonly: version = self._upgrade_v2()
+        self.has_segments = version >= 3  # a version-2 index opened read-only: no segments table, nothing else differs
+        if meta.get('format') != STORE_FORMAT or version not in (2, SCHEMA_VERSION):
             raise StoreError(f"{self.db} is format {meta.get('format')!r} version {meta.get('schema_version')}; this "
                              f"version of audio_latent reads {STORE_FORMAT!r} version {SCHEMA_VERSION}. Rebuild the index "
                              "with `audio-latent index DIR --index FOLDER --force`.")
@@ -102,7 +115,7 @@ class Store:
             folder.mkdir(parents=True, exist_ok=True)
             con = _connect(folder/DB_NAME)
             con.execute('BEGIN IMMEDIATE')
-            for statement in _SCHEMA.split(';'):
+            for statement in (_SCHEMA + _SEGMENTS_SCHEMA).split(';'):
                 if statement.strip(): con.execute(statement)
             for k, v in dict(format=STORE_FORMAT, schema_version=SCHEMA_VERSION, commit=0, live='').items():
                 con.execute('INSERT OR IGNORE INTO meta VALUES (?, ?)', (k, str(v)))
@@ -112,6 +125,20 @@ class Store:
             raise StoreError(f"Cannot write the index {folder} ({e.strerror}). Make the folder writable or choose "
                              "another one.") from None
         return cls(folder)
+
+    def _upgrade_v2(self) -> int:
+        "Add the (empty) segments table to a version-2 store in one transaction: its files and vectors stay as they are."
+        try:
+            self.con.execute('BEGIN IMMEDIATE')
+            if self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == '2':  # not raced
+                for statement in _SEGMENTS_SCHEMA.split(';'):
+                    if statement.strip(): self.con.execute(statement)
+                self.con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            self.con.execute('COMMIT')
+        except sqlite3.Error as e:
+            if self.con.in_transaction: self.con.execute('ROLLBACK')
+            raise _translate(e, self.folder) from None
+        return SCHEMA_VERSION
 
     def close(self): self.con.close()
     def __enter__(self): return self
@@ -208,6 +235,23 @@ class Store:
     def count(self, build:int) -> int:
         return self.con.execute('SELECT count(*) FROM files WHERE build = ?', (build,)).fetchone()[0]
 
+    _SEG_ROWS = 'FROM segments s JOIN files f ON s.file = f.id WHERE s.build = ? ORDER BY f.id, s.id'
+    def segments(self, build:int) -> pd.DataFrame:
+        "The build's committed segments (path, start_s, end_s), grouped by file in the order of `files`."
+        if not self.has_segments: return pd.DataFrame(dict(path=pd.Series(dtype=str), start_s=pd.Series(dtype=float),
+                                                           end_s=pd.Series(dtype=float)))
+        rows = self.con.execute(f'SELECT f.path, s.start_s, s.end_s {self._SEG_ROWS}', (build,)).fetchall()
+        return pd.DataFrame(rows, columns=['path', 'start_s', 'end_s']).astype(dict(path=str, start_s=float, end_s=float))
+
+    def segment_vectors(self, build:int, dim:int) -> np.ndarray:
+        "The committed segments' vectors `(m, dim)` float32, in the order of `segments`."
+        if not self.has_segments: return np.zeros((0, dim), np.float32)
+        n = self.con.execute('SELECT count(*) FROM segments WHERE build = ? AND file IS NOT NULL', (build,)).fetchone()[0]
+        X = np.empty((n, dim), np.float32)
+        for i, (blob,) in enumerate(self.con.execute(f'SELECT s.vector {self._SEG_ROWS}', (build,))):
+            X[i] = np.frombuffer(blob, np.float32)
+        return X
+
     # -- writing (call inside `write`) -------------------------------------------------------------------------------
     def new_build(self, model:dict, root:str|None, settings:dict, live:bool) -> int:
         "Add an empty build in state 'building'; make it the live one when `live` (a first index has nothing older)."
@@ -217,9 +261,10 @@ class Store:
         if live: self.con.execute("UPDATE meta SET value = ? WHERE key = 'live'", (str(cur.lastrowid),))
         return cur.lastrowid
 
-    def put(self, build:int, rows:list, # dicts with FILE_COLUMNS and `vector` (1-d float32)
+    def put(self, build:int, rows:list, # dicts with FILE_COLUMNS and `vector` (1-d float32), optionally `segments`
            ):
-        "Insert or replace rows (by path) of a build."
+        """Insert or replace rows (by path) of a build. A row's `segments` (start_s, end_s, vectors) are inserted with it;
+        its `stage` (a token of `stage_segments`) hands it the segments staged under that token: in this transaction."""
         row = self.con.execute('SELECT model FROM builds WHERE id = ?', (build,)).fetchone()
         if row is None: raise StoreError(f"Build {build} of {self.folder} is gone: another process rebuilt the index "
                                          "(index --force) meanwhile. Run the command again.")
@@ -229,9 +274,36 @@ class Store:
             v = np.ascontiguousarray(r['vector'], np.float32)
             if v.shape != (int(dim),): raise ValueError(f"{r['path']}: vector of shape {v.shape}, the build needs ({dim},).")
             self.con.execute('DELETE FROM files WHERE build = ? AND path = ?', (build, r['path']))  # replaced: new id, new place
-            self.con.execute(f"INSERT INTO files(build, {', '.join(FILE_COLUMNS)}, vector) VALUES (?,?,?,?,?,?,?,?,?)",
-                             (build, *[_plain(r.get(c)) for c in FILE_COLUMNS], v.tobytes()))
+            fid = self.con.execute(f"INSERT INTO files(build, {', '.join(FILE_COLUMNS)}, vector) VALUES (?,?,?,?,?,?,?,?,?)",
+                                   (build, *[_plain(r.get(c)) for c in FILE_COLUMNS], v.tobytes())).lastrowid
+            if r.get('segments') is not None: self._insert_segments(build, fid, None, *r['segments'], dim=int(dim), path=r['path'])
+            if r.get('stage'):
+                self.con.execute('UPDATE segments SET file = ?, stage = NULL WHERE build = ? AND stage = ?', (fid, build, r['stage']))
         self.touch(build)
+
+    def _insert_segments(self, build:int, fid:int|None, stage:str|None, start_s, end_s, V, dim:int, path:str=''):
+        V = np.ascontiguousarray(V, np.float32)
+        if V.ndim != 2 or V.shape[1] != dim or not len(V) == len(start_s) == len(end_s):
+            raise ValueError(f"{path}: segments of shape {V.shape} with {len(start_s)} spans; the build needs (m, {dim}).")
+        if not self.has_segments: raise StoreError(f"{self.folder} is opened read-only at schema version 2: no segments.")
+        self.con.executemany('INSERT INTO segments(build, file, stage, start_s, end_s, vector) VALUES (?,?,?,?,?,?)',
+                             [(build, fid, stage, float(a), float(b), v.tobytes()) for a, b, v in zip(start_s, end_s, V)])
+
+    def stage_segments(self, build:int, stage:str, # token of the run (see `new_stage`)
+                       start_s, end_s, V:np.ndarray, dim:int):
+        "Add segments of a recording still being embedded: invisible to readers until `put` hands them to its file row."
+        self._insert_segments(build, None, stage, start_s, end_s, V, dim)
+
+    def drop_stale_stages(self) -> int:
+        "Delete staged segments whose run is over (its process is gone, or its build): what a killed run left. Returns rows."
+        stages = [s for (s,) in self.con.execute('SELECT DISTINCT stage FROM segments WHERE file IS NULL').fetchall()]
+        host, dead = socket.gethostname(), []
+        for s in stages:
+            h, _, rest = (s or '').partition('|'); pid = rest.split('|')[0]
+            if h == host and pid.isdigit() and not _alive(int(pid)): dead.append(s)
+        n = sum(self.con.execute('DELETE FROM segments WHERE file IS NULL AND stage = ?', (s,)).rowcount for s in dead)
+        n += self.con.execute('DELETE FROM segments WHERE build NOT IN (SELECT id FROM builds)').rowcount
+        return n
 
     def delete(self, build:int, paths:list):
         for p in paths: self.con.execute('DELETE FROM files WHERE build = ? AND path = ?', (build, p))
@@ -253,8 +325,18 @@ class Store:
         "Make `build` the live, finished one and delete every other build's rows."
         self.touch(build, 'live')
         self.con.execute("UPDATE meta SET value = ? WHERE key = 'live'", (str(build),))
+        if self.has_segments: self.con.execute('DELETE FROM segments WHERE build != ?', (build,))  # the cascade's work, in bulk
         self.con.execute('DELETE FROM files WHERE build != ?', (build,))
         self.con.execute('DELETE FROM builds WHERE id != ?', (build,))
+
+def new_stage() -> str:
+    "A token naming this run's staged segments: host, process id, random part (`drop_stale_stages` checks the process)."
+    return f"{socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex[:8]}"
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True
 
 def _plain(x):
     "numpy scalars as Python ones (sqlite3 stores them as text otherwise)."
@@ -282,6 +364,11 @@ def check_store(folder:str|Path) -> dict:
             X = s.vectors(b['id'], dim)
             if not np.isfinite(X).all() or (len(X) and not np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-3)):
                 raise StoreError(f"{folder}: build {b['id']} holds vectors that are not finite unit vectors.")
+            if s.has_segments:
+                bad = s.con.execute('SELECT count(*) FROM segments WHERE build = ? AND length(vector) != ?', (b['id'], 4*dim)).fetchone()[0]
+                S = s.segment_vectors(b['id'], dim)
+                if bad or not np.isfinite(S).all() or (len(S) and not np.allclose(np.linalg.norm(S, axis=1), 1, atol=1e-3)):
+                    raise StoreError(f"{folder}: build {b['id']} holds segment vectors that are not finite {dim}-d unit vectors.")
             dup = s.con.execute('SELECT path FROM files WHERE build = ? GROUP BY path HAVING count(*) > 1', (b['id'],)).fetchall()
             if dup: raise StoreError(f"{folder}: {dup[0][0]} appears twice in build {b['id']}.")
         return dict(n=s.count(live['id']), dim=int(live['model']['dim']), commit=s.commit(), builds=len(s.builds()),
@@ -381,7 +468,7 @@ def bench_memory(minutes:list=(1, 10, 120), # recording lengths
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         for m in minutes:
             wav = _concat_wav(Path(d)/f'{m}min.wav', m*60)
-            for path, long_s in [('streamed', 60.)] + ([('whole file (old)', 1e9)] if m <= whole_up_to else []):
+            for path, long_s in [('streamed', 60.), ('streamed, windows into a store', -1.)] + ([('whole file (old)', 1e9)] if m <= whole_up_to else []):
                 mb, s, said = _peak_rss_mb([sys.executable, '-m', 'audio_latent.store', 'embed-one', str(wav), model, str(long_s)])
                 rows.append(dict(minutes=m, path=path, seconds_embedded=float(said.split()[2]), peak_rss_mb=round(mb),
                                  wall_s=round(s, 1)))
@@ -390,8 +477,15 @@ def bench_memory(minutes:list=(1, 10, 120), # recording lengths
     return pd.DataFrame(rows)
 
 def _embed_one(path:str, model:str, long_seconds:str):
-    "The child process of `bench_memory`."
-    from audio_latent.search import embed_files
+    "The child process of `bench_memory`; a negative `long_seconds`: index the file with its windows into a new store."
+    from audio_latent.search import embed_files, index_folder
+    if float(long_seconds) < 0:
+        import tempfile
+        with tempfile.TemporaryDirectory(dir=Path(path).parent) as d:
+            (Path(d)/'arch').mkdir(); (Path(d)/'arch'/Path(path).name).symlink_to(Path(path).resolve())
+            ix = index_folder(Path(d)/'arch', Path(d)/'idx', model=model, progress=False)
+            print(f"seconds embedded: {ix.files.seconds.iloc[0]:.1f} ({len(ix.segments)} windows)\npeak_rss_mb: {peak_rss_mb():.1f}")
+        return
     r = embed_files([path], model, long_seconds=float(long_seconds))
     assert r['ok'] == [0], r['problems']
     print(f"seconds embedded: {r['seconds'][0]:.1f}\npeak_rss_mb: {peak_rss_mb():.1f}")

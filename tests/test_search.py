@@ -216,3 +216,100 @@ def test_cli(tmp_path, catalogue):
     assert r.returncode == 2 and 'silent' in r.stderr and 'Traceback' not in r.stderr
     r = _cli('info', '--index', tmp_path/'idx')
     assert r.returncode == 0 and f'{len(cat)} recordings' in r.stdout
+
+
+# -- spans and batch search (issue 13) ------------------------------------------------------------------------------
+
+def _long_archive(folder: Path, clips, n_files: int, per_file: int):
+    "Long recordings of real clips one after another; the truth: file, clip, start_s, end_s."
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for f in range(n_files):
+        ys, at = [], 0.
+        for p in clips[f*per_file:(f+1)*per_file]:
+            y, sr = sf.read(p, dtype='float32'); assert sr == 16000
+            ys.append(y); rows.append(dict(file=f'long{f}.flac', clip=p, start_s=at, end_s=at + len(y)/sr)); at += len(y)/sr
+        sf.write(folder/f'long{f}.flac', np.concatenate(ys), 16000, subtype='PCM_16')
+    return pd.DataFrame(rows)
+
+
+def test_yamnet_span_search_finds_clips_inside_long_recordings(tmp_path, catalogue):
+    "Real YAMNet: 3 recordings of 8 fold-5 clips (40 s); each of 6 clips, searched by its own file, is found at its span."
+    from audio_latent.search import AudioIndex, index_folder, search_many
+    if MODEL != 'yamnet': pytest.skip('YAMNet is not importable here')
+    clips = list(catalogue[catalogue.fold == 5].sample(24, random_state=0).path)
+    truth = _long_archive(tmp_path/'arch', clips, 3, 8)
+    idx = index_folder(tmp_path/'arch', tmp_path/'idx', model='yamnet', progress=False)
+    from audio_latent.search import SEGMENT_WINDOW as W, segment_hop, segment_starts, window_span_s
+    from audio_latent.data import n_patches
+    assert idx.segment_settings == dict(window=W, hop=segment_hop(W))
+    assert len(idx.segments) == 3*len(segment_starts(n_patches(40*16000), W, segment_hop(W)))
+    picked = truth.iloc[[1, 6, 9, 12, 18, 23]]
+    res = search_many(idx, list(picked['clip']), k=2, spans=1)
+    top = res[res['rank'] == 1].set_index('query')
+    for r in picked.itertuples():
+        h = top.loc[r.clip]
+        assert h.path == r.file and h.start_s < r.end_s and h.end_s > r.start_s, (r, h)
+        assert h.end_s - h.start_s == pytest.approx(window_span_s(np.array([0]), W, W)[1][0])
+    # the whole-file vectors do not depend on the windows: the clip-level search is the one of before
+    plain = index_folder(tmp_path/'arch', tmp_path/'plain', model='yamnet', segment_window=0, progress=False)
+    assert len(plain.segments) == 0
+    np.testing.assert_array_equal(np.asarray(plain.vectors), np.asarray(AudioIndex.load(tmp_path/'idx').vectors))
+
+
+def test_long_recording_windows_streamed_into_the_store(tmp_path, catalogue):
+    "A 3-minute recording (streamed: over LONG_SECONDS) gets the same windows as when embedded whole, committed with its row."
+    from audio_latent.search import index_folder, segment_starts, LONG_SECONDS
+    from audio_latent.store import Store, check_store
+    from audio_latent.data import n_patches
+    truth = _long_archive(tmp_path/'arch', list(catalogue.path.iloc[:36]), 1, 36)
+    assert truth.end_s.max() == 180. > LONG_SECONDS
+    idx = index_folder(tmp_path/'arch', tmp_path/'idx', model='logmel', progress=False)
+    with Store(tmp_path/'idx', readonly=True) as s:
+        staged = s.con.execute('SELECT count(*) FROM segments WHERE file IS NULL').fetchone()[0]
+    assert staged == 0 and check_store(tmp_path/'idx')['n'] == 1
+    from audio_latent.search import embed_files
+    whole = embed_files([tmp_path/'arch'/'long0.flac'], 'logmel', long_seconds=1e9, segments=idx.segment_settings)
+    a, b, V = whole['segments'][0]
+    np.testing.assert_allclose(idx.segments.start_s, a)
+    np.testing.assert_allclose(idx.segment_vectors, V, atol=1e-4)
+    assert len(a) <= len(segment_starts(n_patches(180*16000), **idx.segment_settings)) and len(a) > 300  # silent ones left out
+
+
+def test_cli_batch_search_csv_json_and_spans(tmp_path, catalogue):
+    cat = catalogue[catalogue.fold == 4]
+    truth = _long_archive(tmp_path/'arch', list(cat.path.iloc[:6]), 1, 6)  # long0.flac: 30 s
+    _link_folder(tmp_path/'arch', cat.path.iloc[6:10])
+    r = _cli('index', tmp_path/'arch', '--index', tmp_path/'idx', '--model', 'logmel', '--labels', 'esc50', '--quiet')
+    assert r.returncode == 0, r.stderr
+    q1, q2 = cat.path.iloc[6], cat.path.iloc[11]  # q1 is indexed, q2 is not
+    r = _cli('search', q1, q2, '--index', tmp_path/'idx', '-k', '2', '--format', 'csv')
+    assert r.returncode == 0, r.stderr
+    from io import StringIO
+    df = pd.read_csv(StringIO(r.stdout), keep_default_na=False, na_values=[''])
+    assert df.columns.tolist() == ['query', 'query_start_s', 'query_end_s', 'rank', 'path', 'start_s', 'end_s', 'distance',
+                                   'label', 'note', 'span_rank', 'is_query']
+    assert df['query'].tolist() == [q1, q1, q2, q2] and df['rank'].tolist() == [1, 2, 1, 2]
+    assert df.path.iloc[0] == Path(q1).name and df.distance.iloc[0] == 0 and bool(df.is_query.iloc[0])
+    assert df.start_s.tolist()[:1] == [0.] and df.end_s.iloc[0] == 5. and df.query_start_s.isna().all()
+    assert df.label.iloc[0] == cat.category.iloc[6] and not df.is_query.iloc[2:].any()
+    # a span of the long recording as the query, JSON into a file, with a list file and a bad query among them
+    (tmp_path/'list.txt').write_text(f'# queries\n{tmp_path}/arch/long0.flac\n\n{tmp_path}/nothing.wav\n')
+    r = _cli('search', '--list', tmp_path/'list.txt', '--index', tmp_path/'idx', '-k', '1', '--spans', '2',
+             '--start', truth.start_s.iloc[3], '--end', truth.end_s.iloc[3], '--format', 'json', '--out', tmp_path/'out.json')
+    assert r.returncode == 1 and 'nothing.wav' in r.stderr and 'does not exist' in r.stderr, r.stderr
+    rows = json.loads((tmp_path/'out.json').read_text())
+    assert [(x['rank'], x['span_rank'], x['path']) for x in rows] == [(1, 1, 'long0.flac'), (1, 2, 'long0.flac')]
+    assert rows[0]['query_start_s'] == 15. and rows[0]['query_end_s'] == 20.
+    assert rows[0]['start_s'] < 20. and rows[0]['end_s'] > 15.  # the best span overlaps the true one
+    assert rows[0]['distance'] <= rows[1]['distance'] and (rows[1]['end_s'] <= rows[0]['start_s'] or rows[1]['start_s'] >= rows[0]['end_s'])
+    # bad options: exit 2, one line naming the option
+    r = _cli('search', q1, '--index', tmp_path/'idx', '--start', '3', '--end', '2')
+    assert r.returncode == 2 and '--start (3 s) must be before --end' in r.stderr and 'Traceback' not in r.stderr
+    r = _cli('search', q1, '--index', tmp_path/'idx', '--start', '9', '--spans', '1')
+    assert r.returncode == 2 and '--start 9 s is past the end' in r.stderr
+    r = _cli('search', '--index', tmp_path/'idx')
+    assert r.returncode == 2 and 'at least one query' in r.stderr
+    # one query without the new options: the table of before
+    r = _cli('search', q2, '--index', tmp_path/'idx', '-k', '3')
+    assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:4] == ['rank', 'distance', 'path', 'label']
