@@ -159,3 +159,27 @@ def test_blank_screenshot_is_caught(browser, tmp_path):
     "The screenshot check can fail: an empty page photographs as one colour."
     page = tmp_path/'blank.html'; page.write_text('<!DOCTYPE html><html><body></body></html>')
     assert _pixel_sd(browser.open(page).screenshot(tmp_path/'blank.png')) == 0
+
+
+def test_cli_search_html_page_of_spans(browser, catalogue, tmp_path):
+    "`audio-latent search ... --spans 1 --html`: one page with a player per query and per hit, each hit cut to its span."
+    import subprocess, sys
+    pick = pd.concat([catalogue[catalogue.category == c].head(3) for c in ('dog', 'rain')])
+    (tmp_path/'arch').mkdir()
+    for p in pick.path: (tmp_path/'arch'/Path(p).name).symlink_to(p)
+    cli = lambda *a: subprocess.run([sys.executable, '-m', 'audio_latent.cli', *map(str, a)], capture_output=True, text=True,
+                                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    r = cli('index', tmp_path/'arch', '--index', tmp_path/'idx', '--model', 'logmel', '--labels', 'esc50', '--quiet')
+    assert r.returncode == 0, r.stderr
+    r = cli('search', pick.path.iloc[0], pick.path.iloc[3], '--index', tmp_path/'idx', '-k', '2', '--spans', '1',
+            '--format', 'csv', '--out', tmp_path/'hits.csv', '--html', tmp_path/'page.html')
+    assert r.returncode == 0 and f"listen to them: {tmp_path/'page.html'}" in r.stderr, r.stderr
+    hits = pd.read_csv(tmp_path/'hits.csv')
+    assert len(hits) == 4 and ((hits.end_s - hits.start_s) < 5).all()  # spans, not whole files
+    browser.open(tmp_path/'page.html')
+    assert browser.errors() == []
+    dom = browser.evaluate(_DOM_CHECK)
+    assert dom['audio'] == dom['audio_data'] == 2 + len(hits) and dom['imgs_decoded'] == 2 + len(hits), dom
+    spans = sorted(dom['durations'])[:len(hits)]  # the hits' players: span plus padding, shorter than the 5 s queries
+    want = sorted((hits.end_s - hits.start_s + 0.5).clip(upper=5.5))
+    np.testing.assert_allclose(spans, want, atol=0.3)
