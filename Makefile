@@ -60,6 +60,7 @@ bench-search: env
 # start-up + one query on a 2000-clip YAMNet index (today's Keras path vs the default), embedding throughput
 bench-startup: env
 	$(BIN)/python -m audio_latent.startup bench-startup
+	$(BIN)/python -m audio_latent.startup bench-backends
 
 # peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (lancedb is pinned in requirements.txt; `pip install audio_latent[bench]` elsewhere)
 bench-store: env

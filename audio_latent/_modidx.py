@@ -475,6 +475,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                       'audio_latent.startup._taps': ('startup.html#_taps', 'audio_latent/startup.py'),
                                       'audio_latent.startup._timed_cli': ('startup.html#_timed_cli', 'audio_latent/startup.py'),
                                       'audio_latent.startup._timed_phases': ('startup.html#_timed_phases', 'audio_latent/startup.py'),
+                                      'audio_latent.startup.backend_retrieval': ( 'startup.html#backend_retrieval',
+                                                                                  'audio_latent/startup.py'),
                                       'audio_latent.startup.bench_index': ('startup.html#bench_index', 'audio_latent/startup.py'),
                                       'audio_latent.startup.bench_startup': ('startup.html#bench_startup', 'audio_latent/startup.py'),
                                       'audio_latent.startup.bench_startup_times': ( 'startup.html#bench_startup_times',

@@ -11,8 +11,9 @@ import numpy as np  # pandas only inside the benchmark: the query path does not 
 
 # %% auto #0
 __all__ = ['NUMPY_MAX_PATCHES', 'BACKEND_ENV', 'BACKENDS', 'PHASES', 'weights_source', 'numpy_weights', 'conv3x3_relu',
-           'depthwise3x3_relu', 'pointwise_relu', 'yamnet_body_numpy', 'NumpyYAMNet', 'yamnet_backend', 'bench_index',
-           'bench_startup_times', 'bench_throughput', 'bench_startup', 'format_startup', 'main']
+           'depthwise3x3_relu', 'pointwise_relu', 'yamnet_body_numpy', 'NumpyYAMNet', 'yamnet_backend',
+           'backend_retrieval', 'bench_index', 'bench_startup_times', 'bench_throughput', 'bench_startup',
+           'format_startup', 'main']
 
 # %% ../nbs/07e_startup.ipynb #edfe79fb
 def weights_source(weights:str|Path='tflite', # 'tflite', 'h5' or a path to a .tflite / .h5 file
@@ -141,6 +142,33 @@ def yamnet_backend(backend:str|None=None, # 'auto', 'keras', 'numpy', or None fo
         raise ValueError(f"YAMNet backend {b!r} is not one of {', '.join(BACKENDS)}"
                          + (f" (from ${BACKEND_ENV})" if backend is None else '') + ".")
     return b
+
+# %% ../nbs/07e_startup.ipynb #e2c33625
+def backend_retrieval(index:str|Path, # an index of ESC-50 clips embedded with YAMNet (e.g. `bench_index()`)
+                      fold:int=1, # ESC-50 fold whose clips are the queries
+                      backends:tuple=('keras', 'numpy'), # paths to compare
+                      k:int=10, # list length compared between paths
+                      max_queries:int|None=None, # the fold's first clips only (None: all 400)
+                     ) -> pd.DataFrame:
+    "1-NN accuracy (query left out) of each YAMNet path's query vectors against one index, and top-k agreement."
+    import pandas as pd
+    from audio_latent.data import esc50_catalogue
+    from audio_latent.search import AudioIndex, YamnetEmbedder, decode_audio
+    ix = AudioIndex.load(index)
+    cat = esc50_catalogue(); label = dict(zip(cat.path.map(lambda p: Path(p).name), cat.category))
+    queries = cat[cat.fold == fold].path.tolist()[:max_queries]
+    waves = [decode_audio(q) for q in queries]
+    names = ix.files.path.map(lambda p: Path(p).name).to_numpy()
+    rows, tops = [], {}
+    for b in backends:
+        emb = YamnetEmbedder(backend=b)
+        Q = np.concatenate([emb.embed(waves[i:i + 8]) for i in range(0, len(waves), 8)])
+        _, I = ix.search(Q, emb.identity, k + 1)
+        top = [[j for j in row if names[j] != Path(q).name][:k] for q, row in zip(queries, I)]
+        acc = float(np.mean([label[names[t[0]]] == label[Path(q).name] for q, t in zip(queries, top)]))
+        tops[b] = top; rows.append(dict(backend=b, queries=len(queries), accuracy_1nn=acc))
+    same = float(np.mean([a == c for a, c in zip(tops[backends[0]], tops[backends[1]])]))
+    return pd.DataFrame(rows).assign(**{f'same_top{k}_as_{backends[0]}': [1.0] + [same] * (len(backends) - 1)})
 
 # %% ../nbs/07e_startup.ipynb #de3c2fb2
 _SPLIT = r"""
@@ -302,7 +330,7 @@ def format_startup(S:pd.DataFrame) -> str:
     return '\n'.join(lines)
 
 def main(argv:list|None=None) -> int:
-    "`python -m audio_latent.startup bench-startup [--index IDX] [--runs 5] [--no-throughput] [--out CSV]`"
+    "`python -m audio_latent.startup bench-startup [--index IDX] [--runs 5] [--no-throughput] [--out CSV]` | bench-backends [--fold 1]"
     import argparse
     ap = argparse.ArgumentParser(prog='python -m audio_latent.startup')
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -311,7 +339,16 @@ def main(argv:list|None=None) -> int:
     b.add_argument('--runs', type=int, default=5)
     b.add_argument('--out', default=None)
     b.add_argument('--no-throughput', action='store_true')
+    r = sub.add_parser('bench-backends', help='ESC-50 1-NN accuracy of query vectors from the Keras and the numpy path')
+    r.add_argument('--index', default=None, help='a YAMNet index of ESC-50 (default: built once in the cache dir)')
+    r.add_argument('--fold', type=int, default=1, help='queries: the clips of this fold (default 1)')
     a = ap.parse_args(argv)
+    if a.cmd == 'bench-backends':
+        from audio_latent.data import project_root
+        R = backend_retrieval(bench_index(a.index), a.fold).round(4)
+        out = project_root()/'reports'/'benchmarks'/'startup_backends.csv'
+        R.to_csv(out, index=False, lineterminator='\n'); print(R.to_string(index=False)); print(f"(written to {out})")
+        return 0
     bench_startup(a.index, a.runs, a.out, not a.no_throughput)
     return 0
 
