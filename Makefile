@@ -55,7 +55,7 @@ bench-yamnet: env
 	$(BIN)/python -m audio_latent.yamnet bench
 
 bench-search: env
-	$(BIN)/python -m audio_latent.search bench
+	$(BIN)/python -m audio_latent.cli bench
 
 # start-up + one query on a 2000-clip YAMNet index (today's Keras path vs the default), embedding throughput
 bench-startup: env
@@ -64,6 +64,7 @@ bench-startup: env
 
 # peak memory of 1-min, 10-min and 2-h recordings, add vs rewrite at 100k, SQLite vs LanceDB (lancedb is pinned in requirements.txt; `pip install audio_latent[bench]` elsewhere)
 bench-store: env
+	$(BIN)/python -m audio_latent.search_bench memory
 	$(BIN)/python -m audio_latent.store bench
 
 # span search on ESC-50 recordings made of real clips: the window length chosen on folds 1-4, the figures on fold 5 (~4 min)

@@ -27,7 +27,8 @@ def span_waveform(path:str|Path, # an audio file
                   sr:int=SR) -> tuple[np.ndarray, float, float, bool]:
     "The span as mono float32 at `sr`: `(y, from_s, to_s, cut)`, `cut` True when `max_s` shortened it."
     import soundfile as sf, soxr
-    from audio_latent.search import decode_audio, audio_suffixes, AudioError
+    from audio_latent.data import AudioError
+    from audio_latent.ingest import decode_audio, audio_suffixes
     path = Path(path)
     start_s = 0. if start_s is None or math.isnan(start_s) else float(start_s)
     whole = end_s is None or math.isnan(end_s)
@@ -195,7 +196,8 @@ def main(argv:list|None=None) -> int:
     ap.add_argument('--pad-s', type=float, default=PAD_S, help=f'seconds of context around each span (default {PAD_S})')
     ap.add_argument('--max-hits', type=int, default=MAX_HITS, help=f'refuse more hits than this (default {MAX_HITS})')
     a = ap.parse_args(argv)
-    from audio_latent.search import AudioIndex, search_index, QueryError, ModelMismatchError
+    from audio_latent.ingest import QueryError
+    from audio_latent.search import AudioIndex, search_index, ModelMismatchError
     from audio_latent.data import AudioError
     try:
         index = AudioIndex.load(a.index)

@@ -238,7 +238,8 @@ def bench_startup_times(index:str|Path, # a YAMNet index
 # %% ../nbs/07e_startup.ipynb #90d2c3be
 _THROUGHPUT = r"""
 import json, resource, sys, time
-from audio_latent.search import YamnetEmbedder, embed_files
+from audio_latent.embedders import YamnetEmbedder
+from audio_latent.ingest import embed_files
 files, long_file, backend = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 emb = YamnetEmbedder(backend=backend)
 embed_files(files[:32], emb); embed_files(files[:1], emb)  # models loaded (a full batch, a single clip) before timing
@@ -274,7 +275,7 @@ def bench_throughput(clips:list, # ESC-50 clips, embedded 32 at a time (as `audi
 def _long_recording(paths:list, dest:Path) -> Path:
     "One 16 kHz WAV of the given clips played one after another."
     import soundfile as sf
-    from audio_latent.search import decode_audio
+    from audio_latent.ingest import decode_audio
     sf.write(dest, np.concatenate([decode_audio(p) for p in paths]), 16000, subtype='PCM_16')
     return dest
 

@@ -15,7 +15,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['STORE_FORMAT', 'SCHEMA_VERSION', 'DB_NAME', 'BUSY_TIMEOUT_S', 'MAX_PAGES_ENV', 'PAGE_SIZE', 'FILE_COLUMNS',
            'V1_FORMAT', 'StoreError', 'now_utc', 'Store', 'new_stage', 'no_index_message', 'check_store', 'read_v1',
-           'migrate_v1', 'markdown_table', 'peak_rss_mb', 'bench_memory', 'bench_add', 'compare_stores', 'main']
+           'migrate_v1', 'markdown_table', 'bench_add', 'compare_stores', 'main']
 
 # %% ../nbs/07a_store.ipynb #3ccfc45a
 STORE_FORMAT, SCHEMA_VERSION = 'audio_latent.store', 3  # 3: segments (2 is upgraded in place)
@@ -429,67 +429,6 @@ def markdown_table(df:pd.DataFrame, index:bool=False) -> str:
     lines += ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)]
     return '\n'.join(lines)
 
-def _concat_wav(dest:Path, seconds:float, sr:int=16000) -> Path:
-    "A WAV of `seconds` made of real ESC-50 clips one after another, written a clip at a time."
-    import soundfile as sf
-    from audio_latent.data import esc50_catalogue
-    clips = list(esc50_catalogue().path)
-    with sf.SoundFile(str(dest), 'w', sr, 1, 'PCM_16') as f:
-        done, i = 0, 0
-        while done < seconds*sr:
-            y, _ = sf.read(clips[i % len(clips)], dtype='float32'); y = y[:int(seconds*sr) - done]
-            f.write(y); done += len(y); i += 1
-    return dest
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB since it started its program: VmHWM on Linux. (`getrusage` would also
-    count the parent's memory at the fork before `exec`, so a child of a big process would look big.)"""
-    try:
-        for line in Path('/proc/self/status').read_text().splitlines():
-            if line.startswith('VmHWM:'): return int(line.split()[1])/1024
-    except OSError: pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
-
-def _peak_rss_mb(cmd:list) -> tuple[float, float, str]:
-    "(peak resident MB, wall seconds, stdout) of a command that prints `peak_rss_mb: X` as its last line."
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0: raise RuntimeError(f"{cmd} failed: {r.stderr[-2000:]}")
-    return float(r.stdout.split()[-1]), time.perf_counter() - t0, r.stdout
-
-def bench_memory(minutes:list=(1, 10, 120), # recording lengths
-                 model:str='yamnet', # embedder spec
-                 whole_up_to:float=10, # also run the old whole-file path up to this many minutes
-                 workdir:str|Path|None=None) -> pd.DataFrame:
-    "Peak memory of embedding one recording of each length, in a fresh process each."
-    import tempfile
-    rows = []
-    with tempfile.TemporaryDirectory(dir=workdir) as d:
-        for m in minutes:
-            wav = _concat_wav(Path(d)/f'{m}min.wav', m*60)
-            for path, long_s in [('streamed', 60.), ('streamed, windows into a store', -1.)] + ([('whole file (old)', 1e9)] if m <= whole_up_to else []):
-                mb, s, said = _peak_rss_mb([sys.executable, '-m', 'audio_latent.store', 'embed-one', str(wav), model, str(long_s)])
-                rows.append(dict(minutes=m, path=path, seconds_embedded=float(said.split()[2]), peak_rss_mb=round(mb),
-                                 wall_s=round(s, 1)))
-                print(rows[-1], flush=True)
-            wav.unlink()
-    return pd.DataFrame(rows)
-
-def _embed_one(path:str, model:str, long_seconds:str):
-    "The child process of `bench_memory`; a negative `long_seconds`: index the file with its windows into a new store."
-    from audio_latent.search import embed_files, index_folder
-    if float(long_seconds) < 0:
-        import tempfile
-        with tempfile.TemporaryDirectory(dir=Path(path).parent) as d:
-            (Path(d)/'arch').mkdir(); (Path(d)/'arch'/Path(path).name).symlink_to(Path(path).resolve())
-            ix = index_folder(Path(d)/'arch', Path(d)/'idx', model=model, progress=False)
-            print(f"seconds embedded: {ix.files.seconds.iloc[0]:.1f} ({len(ix.segments)} windows)\npeak_rss_mb: {peak_rss_mb():.1f}")
-        return
-    r = embed_files([path], model, long_seconds=float(long_seconds))
-    assert r['ok'] == [0], r['problems']
-    print(f"seconds embedded: {r['seconds'][0]:.1f}\npeak_rss_mb: {peak_rss_mb():.1f}")
-
 # %% ../nbs/07a_store.ipynb #09e60f9b
 def bench_add(n:int=100_000, d:int=1024, n_new:int=10, workdir:str|Path|None=None) -> pd.DataFrame:
     "Seconds to add `n_new` recordings to an `n`-recording index: store commit vs a full rewrite of the old files."
@@ -613,23 +552,17 @@ def compare_stores(n:int=100_000, d:int=1024, kill_trials:int=10, workdir:str|Pa
 
 # %% ../nbs/07a_store.ipynb #73a7be68
 def main(argv:list|None=None):
-    "`python -m audio_latent.store bench [--only memory add compare] [--minutes 1 10 120]`; internal: embed-one, writer."
+    "`python -m audio_latent.store bench [--only add compare]`; internal: writer."
     import argparse
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == 'embed-one': return _embed_one(*argv[1:4])
     if argv and argv[0] == 'writer':
         kind, folder, n_batches, batch, d, tag = argv[1:7]
         return (_sqlite_writer if kind == 'sqlite' else _lance_writer)(folder, int(n_batches), int(batch), int(d), tag)
     ap = argparse.ArgumentParser(prog='python -m audio_latent.store')
     ap.add_argument('command', choices=['bench'])
-    ap.add_argument('--only', nargs='+', default=['memory', 'add', 'compare'], choices=['memory', 'add', 'compare'])
-    ap.add_argument('--minutes', type=float, nargs='+', default=[1, 10, 120])
-    ap.add_argument('--model', default='yamnet')
+    ap.add_argument('--only', nargs='+', default=['add', 'compare'], choices=['add', 'compare'])
     ap.add_argument('--n', type=int, default=100_000)
     a = ap.parse_args(argv)
-    if 'memory' in a.only:
-        print(f"\nPeak memory embedding one recording ({a.model}):\n")
-        print(markdown_table(bench_memory(a.minutes, a.model)), flush=True)
     if 'add' in a.only:
         print(f"\nAdding 10 recordings to a {a.n:,}-recording index:\n")
         print(markdown_table(bench_add(a.n)), flush=True)

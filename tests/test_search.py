@@ -14,7 +14,7 @@ N_INDEX, QUERY_FOLD = 200, 5
 
 def _yamnet_available() -> bool:
     try:
-        from audio_latent.search import YamnetEmbedder
+        from audio_latent.embedders import YamnetEmbedder
         YamnetEmbedder()
         return True
     except ImportError:
@@ -109,7 +109,8 @@ def test_wrong_model_refused(esc_index, tmp_path):
 
 
 def test_unreadable_skipped_and_bad_queries(tmp_path, catalogue):
-    from audio_latent.search import QueryError, index_folder, search_index
+    from audio_latent.ingest import QueryError
+    from audio_latent.search import index_folder, search_index
     arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:5])
     (arch/'broken.wav').write_bytes(b'RIFF\x00\x00\x00\x00WAVEnot really')
     (arch/'README.txt').write_text('not audio, not reported')
@@ -131,7 +132,7 @@ def test_unreadable_skipped_and_bad_queries(tmp_path, catalogue):
 _CALLS = []
 
 def _counting_factory():
-    from audio_latent.search import LogMelStatsEmbedder
+    from audio_latent.embedders import LogMelStatsEmbedder
     class Counting(LogMelStatsEmbedder):
         spec = 'counting-test'
         def embed(self, waveforms):
@@ -140,7 +141,8 @@ def _counting_factory():
 
 
 def test_add_embeds_only_new_files(tmp_path, catalogue):
-    from audio_latent.search import AudioIndex, add_to_index, index_folder, register_embedder, search_index
+    from audio_latent.embedders import register_embedder
+    from audio_latent.search import AudioIndex, add_to_index, index_folder, search_index
     register_embedder('counting-test', _counting_factory)
     arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:6])
     idx = index_folder(arch, tmp_path/'idx', model='counting-test', labels='esc50', progress=False)
@@ -240,7 +242,7 @@ def test_yamnet_span_search_finds_clips_inside_long_recordings(tmp_path, catalog
     clips = list(catalogue[catalogue.fold == 5].sample(24, random_state=0).path)
     truth = _long_archive(tmp_path/'arch', clips, 3, 8)
     idx = index_folder(tmp_path/'arch', tmp_path/'idx', model='yamnet', progress=False)
-    from audio_latent.search import SEGMENT_WINDOW as W, segment_hop, segment_starts, window_span_s
+    from audio_latent.ingest import SEGMENT_WINDOW as W, segment_hop, segment_starts, window_span_s
     from audio_latent.data import n_patches
     assert idx.segment_settings == dict(window=W, hop=segment_hop(W))
     assert len(idx.segments) == 3*len(segment_starts(n_patches(40*16000), W, segment_hop(W)))
@@ -259,7 +261,8 @@ def test_yamnet_span_search_finds_clips_inside_long_recordings(tmp_path, catalog
 
 def test_long_recording_windows_streamed_into_the_store(tmp_path, catalogue):
     "A 3-minute recording (streamed: over LONG_SECONDS) gets the same windows as when embedded whole, committed with its row."
-    from audio_latent.search import index_folder, segment_starts, LONG_SECONDS
+    from audio_latent.ingest import segment_starts, LONG_SECONDS
+    from audio_latent.search import index_folder
     from audio_latent.store import Store, check_store
     from audio_latent.data import n_patches
     truth = _long_archive(tmp_path/'arch', list(catalogue.path.iloc[:36]), 1, 36)
@@ -268,7 +271,7 @@ def test_long_recording_windows_streamed_into_the_store(tmp_path, catalogue):
     with Store(tmp_path/'idx', readonly=True) as s:
         staged = s.con.execute('SELECT count(*) FROM segments WHERE file IS NULL').fetchone()[0]
     assert staged == 0 and check_store(tmp_path/'idx')['n'] == 1
-    from audio_latent.search import embed_files
+    from audio_latent.ingest import embed_files
     whole = embed_files([tmp_path/'arch'/'long0.flac'], 'logmel', long_seconds=1e9, segments=idx.segment_settings)
     a, b, V = whole['segments'][0]
     np.testing.assert_allclose(idx.segments.start_s, a)

@@ -43,7 +43,7 @@ def _copy(folder: Path, paths, start=0):
 def _reference(paths, model='logmel'):
     "sha256 -> vector of each file's content, embedded in this process."
     from audio_latent.data import sha256_file
-    from audio_latent.search import embed_files
+    from audio_latent.ingest import embed_files
     r = embed_files(list(paths), model)
     assert r['ok'] == list(range(len(paths))), r['problems']
     return {sha256_file(p): v for p, v in zip(paths, r['vectors'])}
@@ -203,7 +203,7 @@ def test_killed_force_rebuild_keeps_the_old_index_serving(tmp_path, clips):
 def gated_logmel():
     """The log-mel embedder, held before its 4th batch until the file $GATE/go exists ($GATE/waiting says it is held):
     a signal sent while it waits lands mid-run after exactly 3 committed one-file batches, however busy the machine."""
-    from audio_latent.search import LogMelStatsEmbedder
+    from audio_latent.embedders import LogMelStatsEmbedder
     class Gated(LogMelStatsEmbedder):
         spec = 'tests.test_store:gated_logmel'  # what a batch is embedded with (the plain class's spec would rebuild the fast one)
         batches = 0
@@ -274,7 +274,7 @@ def test_rebuild_waits_for_a_running_add_and_keeps_its_files(tmp_path, clips):
 
 def wide_logmel():
     "A 2048-d embedder (log-mel statistics repeated 16 times): its 8 KB rows fill the database's 16 KB pages fast."
-    from audio_latent.search import Embedder, LogMelStatsEmbedder, l2_normalise
+    from audio_latent.embedders import Embedder, LogMelStatsEmbedder, l2_normalise
     class Wide(Embedder):
         name, version, pooling, dim, spec = 'logmel-wide', '1', 'mean+std over frames, x16', 2048, 'tests.test_store:wide_logmel'
         inner = LogMelStatsEmbedder()
@@ -499,12 +499,12 @@ def test_memory_does_not_grow_with_the_recording(tmp_path):
     stream stays flat (within 40 MB), also when indexed with its windows into a store; the old whole-file path grows by
     over 100 MB. YAMNet's figures up to 2 hours come
     from `make bench-store`; the log-mel embedder keeps this test fast."""
-    from audio_latent.store import _concat_wav, _peak_rss_mb
+    from audio_latent.search_bench import _concat_wav, _peak_rss_mb
     peak = {}
     for minutes in (1, 15):
         wav = _concat_wav(tmp_path/f'{minutes}.wav', minutes*60)
         for path, long_s in (('streamed', '60'), ('whole', '1e9'), ('windows into a store', '-1')):
-            mb, _, said = _peak_rss_mb([sys.executable, '-m', 'audio_latent.store', 'embed-one', str(wav), 'logmel', long_s])
+            mb, _, said = _peak_rss_mb([sys.executable, '-m', 'audio_latent.search_bench', 'embed-one', str(wav), 'logmel', long_s])
             assert said.splitlines()[0].split(' (')[0] == f'seconds embedded: {minutes*60:.1f}'
             peak[path, minutes] = mb
     print(f"\npeak RSS MB: {({f'{k[0]} {k[1]} min': round(v) for k, v in peak.items()})}")
