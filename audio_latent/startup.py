@@ -153,7 +153,9 @@ def backend_retrieval(index:str|Path, # an index of ESC-50 clips embedded with Y
     "1-NN accuracy (query left out) of each YAMNet path's query vectors against one index, and top-k agreement."
     import pandas as pd
     from audio_latent.data import esc50_catalogue
-    from audio_latent.search import AudioIndex, YamnetEmbedder, decode_audio
+    from audio_latent.embedders import YamnetEmbedder
+    from audio_latent.ingest import decode_audio
+    from audio_latent.search import AudioIndex
     ix = AudioIndex.load(index)
     cat = esc50_catalogue(); label = dict(zip(cat.path.map(lambda p: Path(p).name), cat.category))
     queries = cat[cat.fold == fold].path.tolist()[:max_queries]
