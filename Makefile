@@ -52,7 +52,7 @@ bench-features: env
 	$(BIN)/python -m audio_latent.features
 
 bench-yamnet: env
-	$(BIN)/python -m audio_latent.yamnet bench
+	$(BIN)/python -m audio_latent.yamnet_reference bench
 
 bench-search: env
 	$(BIN)/python -m audio_latent.cli bench

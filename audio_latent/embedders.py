@@ -106,19 +106,19 @@ _ENERGY_POOLINGS = ('energy-weighted', 'energy-weighted+sqrt', 'energy')  # 'ene
 class YamnetEmbedder(Embedder):
     "YAMNet patch embeddings (1024-d, 0.975 s patches, 0.48 s hop) pooled per clip, L2-normalised."
     name = 'yamnet'
-    def __init__(self, pooling:str=YAMNET_POOLING, # 'energy-weighted+sqrt', 'energy-weighted' or a pooling of `audio_latent.yamnet.pool` ('mean', 'mu+sigma', ...)
+    def __init__(self, pooling:str=YAMNET_POOLING, # 'energy-weighted+sqrt', 'energy-weighted' or a pooling of `audio_latent.pooling.pool` ('mean', 'mu+sigma', ...)
                  weights:str='tflite', # weights for `audio_latent.yamnet.load_yamnet`
                  batch_patches:int=64, # patches per forward pass, bounds memory
                  backend:str|None=None, # 'auto', 'keras' or 'numpy' (notebook 07e); None: $AUDIO_LATENT_YAMNET_BACKEND or 'auto'
                 ):
-        try: from audio_latent import yamnet
+        try: from audio_latent import yamnet, pooling as registry
         except ImportError as e:
             raise ImportError(f"The YAMNet embedder needs audio_latent.yamnet, which could not be imported ({e}). "
                               "Use `--model logmel` meanwhile, or install the full package.") from None
         from audio_latent.startup import yamnet_backend
         self._yamnet, self.pooling, self.weights, self.batch_patches = yamnet, pooling, weights, batch_patches
-        self.backend = yamnet_backend(backend)
-        if pooling not in _ENERGY_POOLINGS: yamnet.pool(np.zeros((1, 1, 4), np.float32), pooling)  # unknown names fail here
+        self.backend, self._registry = yamnet_backend(backend), registry
+        if pooling not in _ENERGY_POOLINGS: registry.pool(np.zeros((1, 1, 4), np.float32), pooling)  # unknown names fail here
         self.dim = 1024 * (1 if pooling in _ENERGY_POOLINGS else len(pooling.split('+')))
         self.spec = 'yamnet' if pooling == YAMNET_POOLING else f'yamnet-{pooling}'
         self.version = f'{_yamnet_weights_id(yamnet, weights)}+float-frontend'  # without building the model
@@ -157,11 +157,8 @@ class YamnetEmbedder(Embedder):
         return l2_normalise(out)
 
     def _pool(self, E:np.ndarray, rms:np.ndarray|None) -> np.ndarray:
-        "Pool patch embeddings `(n, patches, 1024)` per clip (before the final L2 normalisation)."
-        if self.pooling in _ENERGY_POOLINGS:
-            V = self._yamnet.pool_energy_weighted(E, rms)
-            return self._yamnet.power_normalise(V) if self.pooling.endswith('+sqrt') else V
-        return self._yamnet.pool(E, self.pooling)
+        "Pool patch embeddings `(n, patches, 1024)` per clip (before the final L2 normalisation), by the registry's pooling of that name."
+        return self._registry.pool_clips('energy-weighted' if self.pooling == 'energy' else self.pooling, E, rms)
 
     def pool_units(self, U:dict) -> np.ndarray:
         "A window's vector: its patches pooled exactly as a clip of those patches would be."
@@ -180,7 +177,7 @@ class YamnetEmbedder(Embedder):
             E /= np.maximum(np.linalg.norm(E, axis=-1, keepdims=True), 1e-12)
             sw, se, wsum, n = sw + w @ E, se + E.sum(0), wsum + w.sum(), n + m
         V = (sw/wsum if wsum > 0 else se/n).astype(np.float32)[None]
-        return l2_normalise(self._yamnet.power_normalise(V) if self.pooling.endswith('+sqrt') else V)[0]
+        return l2_normalise(self._registry.power_normalise(V) if self.pooling.endswith('+sqrt') else V)[0]
 
 def _yamnet_weights_id(yamnet, weights:str) -> str:
     "'tflite-<sha256 prefix>' as `load_yamnet(...).weights_id`, from the file's hash alone."

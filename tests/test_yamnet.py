@@ -1,5 +1,5 @@
 """YAMNet: weights checked against the official TF Lite interpreter on real ESC-50 clips, the loaders and their errors,
-the poolings, and a tiny papermill run of nbs/03_yamnet.ipynb."""
+and a tiny papermill run of the YAMNet experiment (nbs/03c_yamnet_experiment.ipynb)."""
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,8 @@ def fifty_clips(catalogue):
 
 def test_weights_match_tflite_interpreter(yamnet, model, fifty_clips):
     "The issue's proof: >= 50 real clips, cosine >= 0.99 with the interpreter's embedding tensor, top-1 agreement >= 95%."
-    r = yamnet.weight_check(fifty_clips, model)
+    from audio_latent.yamnet_reference import weight_check
+    r = weight_check(fifty_clips, model)
     assert r['n_clips'] >= 50 and r['n_patches'] == 500
     # same input patch (the interpreter's own log-mel): the 27 convolutions and the classifier
     assert r['weights_cosine_mean'] >= 0.99 and r['weights_cosine_min'] >= 0.99, r
