@@ -115,7 +115,7 @@ class YamnetEmbedder(Embedder):
         except ImportError as e:
             raise ImportError(f"The YAMNet embedder needs audio_latent.yamnet, which could not be imported ({e}). "
                               "Use `--model logmel` meanwhile, or install the full package.") from None
-        from audio_latent.startup import yamnet_backend
+        from audio_latent.yamnet_numpy import yamnet_backend
         self._yamnet, self.pooling, self.weights, self.batch_patches = yamnet, pooling, weights, batch_patches
         self.backend, self._registry = yamnet_backend(backend), registry
         if pooling not in _ENERGY_POOLINGS: registry.pool(np.zeros((1, 1, 4), np.float32), pooling)  # unknown names fail here
@@ -135,14 +135,14 @@ class YamnetEmbedder(Embedder):
         loaded yet: a process that has paid for TensorFlow keeps its 10x faster path), else Keras."""
         if self.backend == 'numpy' or (self.backend == 'auto' and small and self._model is None):
             if self._numpy_model is None:
-                from audio_latent.startup import NumpyYAMNet
+                from audio_latent.yamnet_numpy import NumpyYAMNet
                 self._numpy_model = NumpyYAMNet(self.weights)
                 assert self.version.startswith(self._numpy_model.weights_id), (self.version, self._numpy_model.weights_id)
             return self._numpy_model.patch_embeddings(Y, self.batch_patches)
         return self._yamnet.patch_embeddings(Y, self._load(), self.batch_patches)
 
     def embed(self, waveforms:list, on_units=None) -> np.ndarray:
-        from audio_latent.startup import NUMPY_MAX_PATCHES
+        from audio_latent.yamnet_numpy import NUMPY_MAX_PATCHES
         out = np.zeros((len(waveforms), self.dim), np.float32)
         lengths = np.array([len(y) for y in waveforms])
         small = sum(self._yamnet.n_patches(int(n)) for n in lengths) <= NUMPY_MAX_PATCHES

@@ -139,14 +139,5 @@ def test_cycle_finder_finds_a_made_up_cycle():
     assert import_cycles(package_graph(dict(made_up, c='import numpy'))) == []  # the same modules, one way
 
 
-@pytest.mark.xfail(strict=True, reason="embedders -> startup (YAMNet in numpy, `yamnet_backend`) -> search/ingest "
-                   "(startup's benchmarks) -> embedders: startup.py mixes a backend the embedders use with a benchmark "
-                   "of the search; it is split on branch issue14y. Drop this mark when it is (strict: a pass fails).")
 def test_package_imports_have_no_cycle():
     assert import_cycles(package_graph(package_sources())) == []
-
-
-def test_package_imports_have_no_cycle_but_startups():
-    "Until startup is split (above), every other module imports one way: the graph without startup has no cycle."
-    graph = package_graph({m: s for m, s in package_sources().items() if m != 'startup'})
-    assert import_cycles(graph) == [], import_cycles(graph)
