@@ -62,36 +62,50 @@ def test_notebook_tiny_profile_on_real_clips(tiny_reports):
         assert_figure(reports/'figures'/fig)
 
 
-def test_thesis_profile_runs_as_written_for_every_model(catalogue):
-    """`-p profile thesis` on real clips: every appendix-A model at the thesis's own input size, batch size, learning
-    rate, loss and sampler takes two optimiser steps (one epoch of exactly two batches) and embeds every clip, so a user
-    with a GPU knows the full setting runs as written. Prints seconds per step on this machine."""
-    import time
-    from audio_latent.data import load_esc50_audio
+def _two_thesis_steps(run:dict, data_dir:str) -> dict:
+    """In a fresh process (so each model's memory is returned and the test process stays small): one epoch of exactly two
+    batches of the thesis's size on real clips, every clip embedded; seconds per step and peak memory."""
+    import resource, time
+    from audio_latent.data import esc50_catalogue, load_esc50_audio
     from audio_latent.features import logmel
-    from audio_latent.metric_learning import (load_config, representation_name, train_fold, epoch_batches,
-                                              THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS)
-    cfg = load_config('thesis')
-    runs = [r for r in cfg.runs() if r['family'] == 'thesis']
-    assert sorted(representation_name(r) for r in runs) == sorted(
-        [f'triplet/{m}' for m in THESIS_TRIPLET_MODELS] + [f'contrastive/{m}' for m in THESIS_CONTRASTIVE_MODELS])
-    assert all(r['epochs'] == 100 and r['learning_rate'] == 1e-5 and not r['stand_in'] for r in runs)
-    # training clips: fold 1 of the first 32 classes (8 each, in class order); held out: one fold-2 clip of 8 classes
-    cat = catalogue[catalogue.target < 32]
-    cat = pd.concat([cat[cat.fold == 1].sort_values(['target', 'stem']),
+    from audio_latent.metric_learning import train_fold, epoch_batches
+    cat = esc50_catalogue(data_dir)
+    n_classes = 2 * run['batch_size'] // 8  # 2 batches of the thesis's size, whole P x K groups for the pk sampler
+    # training clips: fold 1 of the first classes (8 each); held out: one fold-2 clip of 8 classes
+    cat = pd.concat([cat[(cat.fold == 1) & (cat.target < n_classes)].sort_values(['target', 'stem']),
                      cat[(cat.fold == 2) & (cat.target < 8)].sort_values(['target', 'stem']).groupby('target').head(1)])
     audio, cat = load_esc50_audio(cat.reset_index(drop=True))
     L, y, fold_of = logmel(audio), cat.target.to_numpy(), cat.fold.to_numpy()
-    seconds = {}
-    for r in runs:
-        n_classes = 2 * r['batch_size'] // 8  # 2 batches of the thesis's size, whole P x K groups for the pk sampler
-        keep = (fold_of == 2) | (y < n_classes)
-        assert len(epoch_batches(y[keep & (fold_of == 1)], r['batch_size'], np.random.default_rng(0), r['sampler'])) == 2
-        t0 = time.perf_counter()
-        out = train_fold({**r, 'epochs': 1}, {'logmel': L[keep]}, y[keep], fold_of[keep], train_folds=[1], seed=0)
-        seconds[representation_name(r)] = (time.perf_counter() - t0) / 2
-        E = out['embeddings_1']
-        assert E.shape[0] == keep.sum() and np.isfinite(E).all() and E.std(0).max() > 0, representation_name(r)
-        assert out['loss'].shape == (1,) and np.isfinite(out['loss']).all(), representation_name(r)
-    print('\nthesis profile, seconds per optimiser step (incl. graph build) on this machine:',
-          {k: round(v, 1) for k, v in seconds.items()})
+    steps = len(epoch_batches(y[fold_of == 1], run['batch_size'], np.random.default_rng(0), run['sampler']))
+    t0 = time.perf_counter()
+    out = train_fold({**run, 'epochs': 1}, {'logmel': L}, y, fold_of, train_folds=[1], seed=0)
+    E = out['embeddings_1']
+    return dict(steps=steps, s_per_step=(time.perf_counter() - t0) / 2, n=len(y), shape=E.shape,
+                finite=bool(np.isfinite(E).all()), spread=float(E.std(0).max()), loss=out['loss'].tolist(),
+                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def test_thesis_profile_runs_as_written_for_every_model():
+    """`-p profile thesis` on real clips: every appendix-A model at the thesis's own input size, batch size, learning
+    rate, loss and sampler takes two optimiser steps (one epoch of exactly two batches) and embeds every clip, so a user
+    with a GPU knows the full setting runs as written. Each model runs in a fresh process, so the test process stays
+    small; prints seconds per step and peak memory (ResNet50 with triplets at the thesis's batch of 128 peaks near
+    15 GB on a CPU: `make test` needs about 16 GB of free memory)."""
+    import multiprocessing, os
+    from concurrent.futures import ProcessPoolExecutor
+    from audio_latent.metric_learning import (load_config, representation_name, THESIS_TRIPLET_MODELS,
+                                              THESIS_CONTRASTIVE_MODELS)
+    runs = [r for r in load_config('thesis').runs() if r['family'] == 'thesis']
+    assert sorted(representation_name(r) for r in runs) == sorted(
+        [f'triplet/{m}' for m in THESIS_TRIPLET_MODELS] + [f'contrastive/{m}' for m in THESIS_CONTRASTIVE_MODELS])
+    assert all(r['epochs'] == 100 and r['learning_rate'] == 1e-5 and not r['stand_in'] for r in runs)
+    facts = {}
+    # a fresh (non-daemonic: the clip decoder starts processes of its own) process per model
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'), max_tasks_per_child=1) as pool:
+        for r in runs:
+            f = facts[representation_name(r)] = pool.submit(_two_thesis_steps, r, os.environ['AUDIO_LATENT_DATA']).result()
+            name = representation_name(r)
+            assert f['steps'] == 2 and f['shape'][0] == f['n'] and f['finite'] and f['spread'] > 0, (name, f)
+            assert len(f['loss']) == 1 and np.isfinite(f['loss']).all(), (name, f)
+    print('\nthesis profile on this machine (seconds per optimiser step incl. graph build, peak MB of the process):',
+          {k: (round(v['s_per_step'], 1), round(v['peak_mb'])) for k, v in facts.items()})
