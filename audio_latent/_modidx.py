@@ -334,6 +334,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                      'audio_latent.ondisk.main': ('ondisk.html#main', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.peak_rss_bytes': ('ondisk.html#peak_rss_bytes', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.recording_segments': ('ondisk.html#recording_segments', 'audio_latent/ondisk.py'),
+                                     'audio_latent.ondisk.remeasure_search': ('ondisk.html#remeasure_search', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.segment_difficulty': ('ondisk.html#segment_difficulty', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.segment_statistics': ('ondisk.html#segment_statistics', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.segment_stream': ('ondisk.html#segment_stream', 'audio_latent/ondisk.py'),
