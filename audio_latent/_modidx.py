@@ -327,6 +327,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                      'audio_latent.ondisk._phase_build': ('ondisk.html#_phase_build', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk._phase_search': ('ondisk.html#_phase_search', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk._queries': ('ondisk.html#_queries', 'audio_latent/ondisk.py'),
+                                     'audio_latent.ondisk._say_search': ('ondisk.html#_say_search', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.benchmark_ondisk': ('ondisk.html#benchmark_ondisk', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.default_nlist': ('ondisk.html#default_nlist', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.esc50_segments': ('ondisk.html#esc50_segments', 'audio_latent/ondisk.py'),

@@ -450,6 +450,15 @@ def _git_commit():
         return c + ('+dirty' if dirty else '')
     except Exception: return 'unknown'
 
+def _say_search(say, chosen:tuple, df:pd.DataFrame, n_tune:int, n_candidates:int, target_recall:float, how:str):
+    "Print the setting the tuning chose and the test rows (warm, then after a restart with a cold page cache)."
+    say(f"chosen on {n_tune} tuning queries: nprobe={chosen[0]}, shortlist={chosen[1]} "
+        f"(the least work, in bytes read, of {n_candidates} candidates with tuning recall@10 >= {target_recall})")
+    for name, phase in (('test', 'test'), ('test, restarted, cold page cache', 'test-cold')):
+        r = df[df.phase == phase].iloc[0]
+        say(f"{name} ({how}, 1 thread): p50 {r.median_ms:.2f} ms, p99 {r.p99_ms:.2f} ms "
+            f"(CPU p50 {r.cpu_median_ms:.2f}, p99 {r.cpu_p99_ms:.2f}), recall@10 {r.recall_at_10:.3f}")
+
 def benchmark_ondisk(n:int=10_000_000, # segment vectors in the index
                      folder:str|Path|None=None, # parent of the run's folder (default $AUDIO_LATENT_CACHE/ondisk)
                      n_tune:int=300, # queries that choose nprobe and the shortlist
@@ -487,7 +496,7 @@ def benchmark_ondisk(n:int=10_000_000, # segment vectors in the index
                   peak_rss_build=b['peak_rss'], peak_rss_search=max(s['peak_rss'], c['peak_rss']))
     df = pd.DataFrame([{**common, **r} for r in s['rows'] + c['rows']])
     df['chosen'] = df['chosen'].fillna(False).astype(bool)
-    test, cold = df[df.phase == 'test'].iloc[0], df[df.phase == 'test-cold'].iloc[0]
+    test = df[df.phase == 'test'].iloc[0]
     GB = 1e9; peak = max(b['peak_rss'], s['peak_rss'], c['peak_rss'])
     say(f"build: {b['build_s']:.0f} s of index work (train {b['train_s']:.0f} s, add {b['add_s']:.0f} s, merge "
         f"{b['merge_s']:.0f} s, writing vectors {b['write_s']:.0f} s); the same pass also generated the vectors "
@@ -496,11 +505,7 @@ def benchmark_ondisk(n:int=10_000_000, # segment vectors in the index
         f"float16 re-ranking vectors {files[OnDiskIndex.VECTORS]/GB:.2f} GB, total {sum(files.values())/GB:.2f} GB")
     say(f"peak memory (max RSS): build {b['peak_rss']/GB:.2f} GB, search {s['peak_rss']/GB:.2f} GB, "
         f"search after restart {c['peak_rss']/GB:.2f} GB")
-    say(f"chosen on {n_tune} tuning queries: nprobe={s['chosen'][0]}, shortlist={s['chosen'][1]} "
-        f"(the least work, in bytes read, of {len(nprobes)*len(shortlists)} candidates with tuning recall@10 >= {target_recall})")
-    for name, r in (('test', test), ('test, restarted, cold page cache', cold)):
-        say(f"{name} ({n_test} queries, one at a time, 1 thread): p50 {r.median_ms:.2f} ms, p99 {r.p99_ms:.2f} ms "
-            f"(CPU p50 {r.cpu_median_ms:.2f}, p99 {r.cpu_p99_ms:.2f}), recall@10 {r.recall_at_10:.3f}")
+    _say_search(say, s['chosen'], df, n_tune, len(nprobes)*len(shortlists), target_recall, f"{n_test} queries, one at a time")
     say(f"bars: p50 <= 10 ms {'met' if test.median_ms <= 10 else 'MISSED'}, recall@10 >= 0.90 "
         f"{'met' if test.recall_at_10 >= 0.9 else 'MISSED'}, peak memory <= 8 GB {'met' if peak <= 8e9 else 'MISSED'} "
         f"({peak/GB:.2f} GB)")
@@ -533,11 +538,7 @@ def remeasure_search(n:int=10_000_000, # the index of an earlier `benchmark_ondi
     df = pd.DataFrame([dict(run_id=run_id, commit=commit, n=n, peak_rss_search=max(s['peak_rss'], c['peak_rss']), **r)
                        for r in s['rows'] + c['rows']])
     df['chosen'] = df['chosen'].fillna(False).astype(bool)
-    say(f"chosen on {n_tune} tuning queries: nprobe={s['chosen'][0]}, shortlist={s['chosen'][1]} "
-        f"(the least work, in bytes read, of {len(nprobes)*len(shortlists)} candidates with tuning recall@10 >= {target_recall})")
-    for name, r in (('test', df[df.phase == 'test'].iloc[0]), ('test, restarted, cold page cache', df[df.phase == 'test-cold'].iloc[0])):
-        say(f"{name} (one query at a time, 1 thread): p50 {r.median_ms:.2f} ms, p99 {r.p99_ms:.2f} ms "
-            f"(CPU p50 {r.cpu_median_ms:.2f}, p99 {r.cpu_p99_ms:.2f}), recall@10 {r.recall_at_10:.3f}")
+    _say_search(say, s['chosen'], df, n_tune, len(nprobes)*len(shortlists), target_recall, "one query at a time")
     t = df[df.phase == 'test'].iloc[0]
     say(f"bars: p50 <= 10 ms {'met' if t.median_ms <= 10 else 'MISSED'}, recall@10 >= 0.90 "
         f"{'met' if t.recall_at_10 >= 0.9 else 'MISSED'}; peak memory of search {df.peak_rss_search.iloc[0]/1e9:.2f} GB "
