@@ -23,10 +23,12 @@ def test_bench_small_prints_every_figure_and_writes_csv(tmp_path):
     assert set(df.phase) == {'tune', 'test', 'test-cold'} and df[df.phase == 'tune'].chosen.sum() == 1
     test = df[df.phase == 'test'].iloc[0]
     chosen = df[(df.phase == 'tune') & df.chosen].iloc[0]
-    assert (test.nprobe, test.shortlist) == (chosen.nprobe, chosen.shortlist)
+    assert (test.nprobe, test.shortlist, test.exact) == (chosen.nprobe, chosen.shortlist, chosen.exact)
     assert test.recall_at_10 > 0.5 and test.peak_rss_build > 0 and test.vectors_bytes == 5000*1024*2
+    assert test.codes_bytes == 5000*512 and test.exact <= test.shortlist
     index = tmp_path/'files'/'segments-n5000-seed0'/'index'
-    assert sorted(p.name for p in index.iterdir()) == ['index.faiss', 'lists.ivfdata', 'meta.json', 'vectors.f16']
+    assert sorted(p.name for p in index.iterdir()) == ['codec.faiss', 'codes.sq4', 'index.faiss', 'lists.ivfdata',
+                                                       'meta.json', 'vectors.f16']
     # a second run refuses to replace the files: one line, exit code 2, no traceback
     r2 = _bench('--n', '5000', '--folder', str(tmp_path/'files'), '--out', str(out))
     assert r2.returncode == 2 and '--overwrite' in r2.stderr and 'Traceback' not in r2.stderr
