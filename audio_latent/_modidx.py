@@ -329,6 +329,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                      'audio_latent.ondisk._queries': ('ondisk.html#_queries', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk._say_search': ('ondisk.html#_say_search', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.benchmark_ondisk': ('ondisk.html#benchmark_ondisk', 'audio_latent/ondisk.py'),
+                                     'audio_latent.ondisk.codec_recall': ('ondisk.html#codec_recall', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.default_nlist': ('ondisk.html#default_nlist', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.esc50_segments': ('ondisk.html#esc50_segments', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.held_out_queries': ('ondisk.html#held_out_queries', 'audio_latent/ondisk.py'),

@@ -19,8 +19,8 @@ from .search_bench import (spectrum_from_knots, WITHIN_SPECTRUM, BETWEEN_SPECTRU
 # %% auto #0
 __all__ = ['SEGMENT_STATS', 'HOP_S', 'STREAMS', 'segment_statistics', 'segment_world', 'recording_segments', 'segment_stream',
            'held_out_queries', 'segment_difficulty', 'esc50_segments', 'synthetic_segments', 'ExactTopK',
-           'OnDiskIndexError', 'default_nlist', 'OnDiskIndex', 'peak_rss_bytes', 'benchmark_ondisk', 'remeasure_search',
-           'main']
+           'OnDiskIndexError', 'default_nlist', 'OnDiskIndex', 'codec_recall', 'peak_rss_bytes', 'benchmark_ondisk',
+           'remeasure_search', 'main']
 
 # %% ../nbs/07c_ondisk.ipynb #e4fc2a17
 # measured by `segment_statistics` on YAMNet (TF Lite weights) patch embeddings of ESC-50 above -60 dBFS
@@ -391,6 +391,29 @@ class OnDiskIndex:
     def file_bytes(self) -> dict:
         "Size in bytes of each file of the index folder."
         return _file_bytes(self.folder)
+
+# %% ../nbs/07c_ondisk.ipynb #d3b5c409
+def codec_recall(X:np.ndarray, # vectors (n, d), unit length
+                 Q:np.ndarray, # queries (q, d)
+                 factories:tuple=('SQ4', 'SQ8', 'PCAR256,SQ8'), # faiss factory strings of the candidate codes
+                 candidates:int=400, # exact nearest vectors each code re-ranks
+                 tops:tuple=(10, 20, 40), # how many of its best each code passes on
+                 n_train:int=65_536, seed:int=0) -> pd.DataFrame:
+    "Per code: bytes per vector and the share of the exact top-10 inside its top-m of the `candidates` nearest."
+    import faiss
+    X = np.ascontiguousarray(X, np.float32); Q = np.ascontiguousarray(Q, np.float32)
+    C = np.argsort(-(Q @ X.T), axis=1, kind='stable')[:, :candidates]; truth = C[:, :10]
+    train = X[np.random.default_rng(seed).choice(len(X), min(n_train, len(X)), replace=False)]
+    rows, u = [], np.unique(C)
+    for f in factories:
+        codec = faiss.index_factory(X.shape[1], f, faiss.METRIC_INNER_PRODUCT); codec.train(train)
+        dec = dict(zip(u.tolist(), codec.sa_decode(codec.sa_encode(X[u]))))
+        kept = {m: 0.0 for m in tops}
+        for i in range(len(Q)):
+            o = C[i][np.argsort(-np.stack([dec[r] for r in C[i].tolist()]) @ Q[i], kind='stable')]
+            for m in tops: kept[m] += len(set(o[:m].tolist()) & set(truth[i].tolist())) / 10
+        rows.append(dict(code=f, bytes=int(codec.sa_code_size()), **{f'top{m}': kept[m]/len(Q) for m in tops}))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/07c_ondisk.ipynb #fa8712ab
 def peak_rss_bytes():
