@@ -313,6 +313,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                                                                    'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.OnDiskIndex.build': ('ondisk.html#ondiskindex.build', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.OnDiskIndex.close': ('ondisk.html#ondiskindex.close', 'audio_latent/ondisk.py'),
+                                     'audio_latent.ondisk.OnDiskIndex.code_scores': ( 'ondisk.html#ondiskindex.code_scores',
+                                                                                      'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.OnDiskIndex.file_bytes': ( 'ondisk.html#ondiskindex.file_bytes',
                                                                                      'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk.OnDiskIndex.open': ('ondisk.html#ondiskindex.open', 'audio_latent/ondisk.py'),

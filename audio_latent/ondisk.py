@@ -199,14 +199,31 @@ def _file_bytes(folder):
     return {p.name: p.stat().st_size for p in sorted(Path(folder).iterdir()) if p.is_file()}
 
 class OnDiskIndex:
-    "IVF-PQ codes in on-disk inverted lists; the shortlist re-ranked by 4-bit codes held in memory, its best few by float16 vectors read from disk."
-    INDEX, LISTS, VECTORS, CODEC, CODES, META = 'index.faiss', 'lists.ivfdata', 'vectors.f16', 'codec.faiss', 'codes.sq4', 'meta.json'
+    "IVF-PQ codes in on-disk inverted lists; the shortlist re-ranked by compact codes held in memory, its best few by float16 vectors read from disk."
+    INDEX, LISTS, VECTORS, CODEC, CODES, META = 'index.faiss', 'lists.ivfdata', 'vectors.f16', 'codec.faiss', 'codes.bin', 'meta.json'
     FORMAT = 'audio_latent.ondisk/2'
 
     def __init__(self, folder, index, vectors_fd, codec, codes, meta):
         self.folder, self.index, self._fd, self.codec, self.codes, self.meta = Path(folder), index, vectors_fd, codec, codes, meta
         import faiss
         self.ivf = faiss.extract_index_ivf(index)
+        # a code behind a linear map (e.g. PCAR256,SQ8) is scored in the map's space: <A^T y + mean, q> = <y, A q> + a
+        # constant, so decoding to d dimensions per candidate is never needed
+        if isinstance(codec, faiss.IndexPreTransform):
+            vts = [faiss.downcast_VectorTransform(codec.chain.at(j)) for j in range(codec.chain.size())]
+            if len(vts) != 1 or not isinstance(vts[0], faiss.LinearTransform):
+                raise OnDiskIndexError(f"{self.folder/self.CODEC}: one linear map before the code is supported, got {meta.get('codes')!r}.")
+            self._code_map, self._code_inner = vts[0], faiss.downcast_index(codec.index)
+        else: self._code_map, self._code_inner = None, codec
+
+    def code_scores(self, rows:np.ndarray, # row numbers
+                    q:np.ndarray, # one query (d,)
+                   ) -> np.ndarray:
+        "Inner products of `q` with the in-memory codes of `rows`, up to a constant per query (the ranking is what counts)."
+        if self._code_map is not None:
+            q2 = np.ascontiguousarray(q[None], np.float32)
+            q = (self._code_map.apply(q2) - self._code_map.apply(np.zeros_like(q2)))[0]
+        return self._code_inner.sa_decode(self.codes[rows]) @ q
 
     def __len__(self): return int(self.meta['n'])
     def __repr__(self): return f"OnDiskIndex({self.folder}, n={len(self):,}, {self.meta['factory']})"
@@ -219,11 +236,13 @@ class OnDiskIndex:
               shard_rows:int=2_000_000, # rows added in memory before a shard goes to disk
               seed:int=0,
               pq_points:int=64, # training points per PQ centroid
+              codec:str='PCAR256,SQ8', # faiss factory string of the in-memory codes (see `codec_recall`)
+              codec_train:int=65_536, # rows of the training sample the codec is trained on
               overwrite:bool=False, # replace an existing folder (only once the new index is complete)
               progress:bool=False) -> 'OnDiskIndex':
         """Two passes, never more than one chunk plus the training sample in memory: the chunks go to `vectors.f16` while a
-        uniform sample is kept; the index and the 4-bit codec are trained on the sample; the vectors are read back, encoded
-        into `codes.sq4` and added, shard by shard, and the shards' lists merged into `lists.ivfdata`. Everything is written into a hidden sibling folder that is
+        uniform sample is kept; the index and the codec are trained on the sample; the vectors are read back, encoded
+        into `codes.bin` and added, shard by shard, and the shards' lists merged into `lists.ivfdata`. Everything is written into a hidden sibling folder that is
         renamed to `folder` at the end: an exception (or a kill) leaves no half index under `folder`."""
         import faiss
         from faiss.contrib.ondisk import merge_ondisk
@@ -280,11 +299,12 @@ class OnDiskIndex:
             t['train_s'] = time.perf_counter() - t0
             say(f"  trained {factory} on {len(keys):,} vectors in {t['train_s']:.0f} s")
             faiss.write_index(index, str(tmp/'trained.faiss'))
-            # 4-bit scalar codes of every vector (d/2 bytes each), held in memory at search time: they re-rank the
-            # PQ shortlist so that only its best few need a random read of their float16 vector from disk
+            # compact codes of every vector, held in memory at search time: they re-rank the PQ shortlist so that
+            # only its best few need a random read of their float16 vector from disk
             t0 = time.perf_counter()
-            codec = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_4bit, faiss.METRIC_INNER_PRODUCT)
-            codec.train(np.ascontiguousarray(sample, np.float32)); del sample
+            codec_name = codec
+            codec = faiss.index_factory(d, codec_name, faiss.METRIC_INNER_PRODUCT)
+            codec.train(np.ascontiguousarray(sample[:codec_train], np.float32)); del sample  # the sample is in random order
             faiss.write_index(codec, str(tmp/cls.CODEC))
             t['train_s'] += time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -310,7 +330,7 @@ class OnDiskIndex:
             for p in shards + [str(tmp/'trained.faiss')]: os.remove(p)
             t['merge_s'] = time.perf_counter() - t0
             meta = dict(format=cls.FORMAT, n=n, d=d, factory=factory, metric='inner_product',
-                        vectors_dtype='float16', codes='SQ4', code_bytes=int(codec.sa_code_size()),
+                        vectors_dtype='float16', codes=codec_name, code_bytes=int(codec.sa_code_size()),
                         n_train=int(len(keys)), seed=seed, nprobe=16, shortlist=200, exact=20,
                         faiss=faiss.__version__, built_utc=datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
                         **{k: round(v, 3) for k, v in t.items()})
@@ -325,18 +345,18 @@ class OnDiskIndex:
 
     @classmethod
     def open(cls, folder:str|Path) -> 'OnDiskIndex':
-        "Open a built index: PQ lists and float16 vectors stay on disk, the 4-bit codes are read into memory; damaged or missing files are named."
+        "Open a built index: PQ lists and float16 vectors stay on disk, the compact codes are read into memory; damaged or missing files are named."
         import faiss
         folder = Path(folder)
         if not folder.is_dir(): raise OnDiskIndexError(f"{folder} is not a folder: build it with OnDiskIndex.build(chunks, {str(folder)!r}).")
         if (folder/cls.META).is_file() and (old := json.loads((folder/cls.META).read_text()).get('format')) != cls.FORMAT:
             raise OnDiskIndexError(f"{folder} is format {old!r}, this code reads {cls.FORMAT!r} (it adds the in-memory "
-                                   f"4-bit codes): build it again.")
+                                   f"codes): build it again.")
         for name in (cls.META, cls.INDEX, cls.LISTS, cls.VECTORS, cls.CODEC, cls.CODES):
             if not (folder/name).is_file():
                 raise OnDiskIndexError(f"{folder/name} is missing: {folder} is not a complete on-disk index; build it again.")
         meta = json.loads((folder/cls.META).read_text())
-        for name, want, what in ((cls.VECTORS, meta['n']*meta['d']*2, 'float16'), (cls.CODES, meta['n']*meta['code_bytes'], '4-bit')):
+        for name, want, what in ((cls.VECTORS, meta['n']*meta['d']*2, 'float16'), (cls.CODES, meta['n']*meta['code_bytes'], meta['codes'])):
             if (got := (folder/name).stat().st_size) != want:
                 raise OnDiskIndexError(f"{folder/name} holds {got:,} bytes, not the {want:,} of {meta['n']:,} x "
                                        f"{meta['d']} {what}: the folder is damaged; build it again.")
@@ -349,10 +369,10 @@ class OnDiskIndex:
     def search(self, Q:np.ndarray, # queries (nq, d)
                k:int=10, # neighbours
                nprobe:int|None=None, # inverted lists scanned (default: meta.json's)
-               shortlist:int|None=None, # PQ candidates re-ranked with the in-memory 4-bit codes (default: meta.json's)
+               shortlist:int|None=None, # PQ candidates re-ranked with the in-memory codes (default: meta.json's)
                exact:int|None=None, # of those, the best this many re-ranked with their float16 vectors (default: meta.json's)
               ) -> tuple[np.ndarray, np.ndarray]:
-        "Top-k `(scores, row numbers)`: IVF-PQ shortlist, 4-bit re-ranking in memory, exact inner products of the best few."
+        "Top-k `(scores, row numbers)`: IVF-PQ shortlist, re-ranked by the in-memory codes, exact inner products of the best few."
         Q = np.ascontiguousarray(Q, np.float32)
         if Q.ndim != 2 or Q.shape[1] != self.meta['d']:
             raise ValueError(f"queries must be (n, {self.meta['d']}), got shape {Q.shape}.")
@@ -363,8 +383,8 @@ class OnDiskIndex:
         D = np.full((len(Q), k), -np.inf, np.float32); I = np.full((len(Q), k), -1, np.int64)
         for i in range(len(Q)):
             c = C[i][C[i] >= 0]
-            if len(c) > m:  # keep the m best by their 4-bit codes (ties by row number: the same answer every time)
-                a = self.codec.sa_decode(self.codes[c]) @ Q[i]
+            if len(c) > m:  # keep the m best by their codes (ties by row number: the same answer every time)
+                a = self.code_scores(c, Q[i])
                 c = c[np.lexsort((c, -a))[:m]]
             c = np.sort(c)  # the reads go forward through the file
             s = self.vectors(c) @ Q[i]
@@ -443,7 +463,7 @@ def _phase_build(n, folder, n_tune, n_test, k, seed, n_clusters, chunk, factory,
     total = time.perf_counter() - t0
     np.savez(folder/'truth.npz', Q_tune=Qv, Q_test=Qt, I_tune=truth.I[:n_tune], I_test=truth.I[n_tune:])
     return dict(build_s=total - tm['generate_s'] - tm['truth_s'], **tm, **{k: idx.meta[k] for k in
-                ('factory', 'write_s', 'train_s', 'add_s', 'merge_s', 'n_train')},
+                ('factory', 'codes', 'write_s', 'train_s', 'add_s', 'merge_s', 'n_train')},
                 files=idx.file_bytes(), peak_rss=peak_rss_bytes())
 
 def _phase_search(folder, k, nprobes, shortlists, exacts, target_recall, chosen=None, cold=False):
@@ -468,7 +488,7 @@ def _phase_search(folder, k, nprobes, shortlists, exacts, target_recall, chosen=
                     r = rows[-1]
                     print(f"  tune nprobe={npb:>4} shortlist={R:>4} exact={m:>3}: p50 {r['median_ms']:.2f} ms, "
                           f"p99 {r['p99_ms']:.2f} ms, recall@10 {r['recall_at_10']:.3f}", flush=True)
-        # the least work, not the lowest measured time: bytes a query reads (PQ codes of the probed lists, 4-bit codes
+        # the least work, not the lowest measured time: bytes a query reads (PQ codes of the probed lists, in-memory codes
         # of the shortlist, float16 vectors of the exact few) do not depend on what else the machine is doing
         per_list = idx.index.ntotal / idx.ivf.nlist * idx.ivf.code_size
         for r in rows: r['work_bytes'] = (r['nprobe'] * per_list + r['shortlist'] * idx.meta['code_bytes']
@@ -541,7 +561,7 @@ def benchmark_ondisk(n:int=10_000_000, # segment vectors in the index
     c = _in_child(_phase_search, folder=str(folder), k=k, nprobes=nprobes, shortlists=shortlists, exacts=exacts,
                   target_recall=target_recall, chosen=s['chosen'], cold=True)
     files = b['files']; idx_bytes = files[OnDiskIndex.INDEX] + files[OnDiskIndex.LISTS]
-    common = dict(run_id=run_id, commit=commit, n=n, factory=b['factory'], build_s=b['build_s'],
+    common = dict(run_id=run_id, commit=commit, n=n, factory=b['factory'], codes=b['codes'], build_s=b['build_s'],
                   train_s=b['train_s'], add_s=b['add_s'], generate_s=b['generate_s'], truth_s=b['truth_s'],
                   index_bytes=idx_bytes, codes_bytes=files[OnDiskIndex.CODES], vectors_bytes=files[OnDiskIndex.VECTORS],
                   open_s=s['open_s'], open_cold_s=c['open_s'],
@@ -554,7 +574,7 @@ def benchmark_ondisk(n:int=10_000_000, # segment vectors in the index
         f"{b['merge_s']:.0f} s, writing vectors {b['write_s']:.0f} s); the same pass also generated the vectors "
         f"({b['generate_s']:.0f} s) and the exact top-{k} ({b['truth_s']:.0f} s)")
     say(f"size on disk: index {idx_bytes/GB:.2f} GB (PQ codes and ids in lists.ivfdata, quantizers in index.faiss), "
-        f"4-bit codes {files[OnDiskIndex.CODES]/GB:.2f} GB (read into memory), float16 vectors {files[OnDiskIndex.VECTORS]/GB:.2f} GB, "
+        f"{b['codes']} codes {files[OnDiskIndex.CODES]/GB:.2f} GB (read into memory), float16 vectors {files[OnDiskIndex.VECTORS]/GB:.2f} GB, "
         f"total {sum(files.values())/GB:.2f} GB")
     say(f"peak memory (max RSS): build {b['peak_rss']/GB:.2f} GB, search {s['peak_rss']/GB:.2f} GB, "
         f"search after restart {c['peak_rss']/GB:.2f} GB; opening the index took {s['open_s']:.1f} s "

@@ -25,9 +25,9 @@ def test_bench_small_prints_every_figure_and_writes_csv(tmp_path):
     chosen = df[(df.phase == 'tune') & df.chosen].iloc[0]
     assert (test.nprobe, test.shortlist, test.exact) == (chosen.nprobe, chosen.shortlist, chosen.exact)
     assert test.recall_at_10 > 0.5 and test.peak_rss_build > 0 and test.vectors_bytes == 5000*1024*2
-    assert test.codes_bytes == 5000*512 and test.exact <= test.shortlist
+    assert test.codes_bytes == 5000*256 and test.exact <= test.shortlist  # PCAR256,SQ8: 256 bytes a vector
     index = tmp_path/'files'/'segments-n5000-seed0'/'index'
-    assert sorted(p.name for p in index.iterdir()) == ['codec.faiss', 'codes.sq4', 'index.faiss', 'lists.ivfdata',
+    assert sorted(p.name for p in index.iterdir()) == ['codec.faiss', 'codes.bin', 'index.faiss', 'lists.ivfdata',
                                                        'meta.json', 'vectors.f16']
     # a second run refuses to replace the files: one line, exit code 2, no traceback
     r2 = _bench('--n', '5000', '--folder', str(tmp_path/'files'), '--out', str(out))
