@@ -71,8 +71,8 @@ bench-store: env
 bench-spans: env
 	$(BIN)/python -m audio_latent.cli bench-spans
 
-# 10M synthetic segment vectors: on-disk IVF-PQ + float16 re-ranking; build time, size, peak memory, p50/p99, recall@10
-# in one run (about 21 GB under $(AUDIO_LATENT_CACHE)/ondisk, hours on 2 shared cores); writes reports/benchmarks/ondisk.csv
+# 10M synthetic segment vectors: on-disk IVF-PQ, re-ranked by PCA-256 8-bit codes in memory, then float16 from disk; build time, size, peak memory, p50/p99, recall@10
+# in one run (about 24 GB under $(AUDIO_LATENT_CACHE)/ondisk, about 25 min on 2 cores); writes reports/benchmarks/ondisk.csv
 bench-ondisk: env
 	nice -n 10 $(BIN)/python -m audio_latent.ondisk bench --n 10000000
 
