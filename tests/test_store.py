@@ -139,16 +139,17 @@ def test_sigkill_loop_leaves_a_consistent_index(tmp_path, clips):
     ref = _reference(files + more + spares)
     rng = random.Random(12)
     idx, results = tmp_path/'idx', []
+    PACED = 'tests.test_store:paced_logmel'  # 0.2 s a file: runs with work outlast the kill window on an idle machine
     for trial in range(N_TRIALS):
         verb = ['index', 'add', 'sync'][trial % 3]
         if verb == 'sync':  # change the archive first: delete, edit in place, or restore
             victim = arch/files[rng.randrange(len(files))].name
             if victim.exists() and rng.random() < 0.5: victim.unlink()
             else: shutil.copyfile(spares[rng.randrange(len(spares))], victim)
-        args = {'index': ['index', arch, '--index', idx, '--model', 'logmel', '--force'],
+        args = {'index': ['index', arch, '--index', idx, '--model', PACED, '--force'],
                 'add': ['add', extra, '--index', idx], 'sync': ['sync', '--index', idx]}[verb]
-        if verb != 'index' and _commit_counter(idx) is None: args = ['index', arch, '--index', idx, '--model', 'logmel']
-        p = subprocess.Popen(_cli_cmd(*args, '--batch-size', '1', '--quiet'), cwd=ROOT, env=_env(),
+        if verb != 'index' and _commit_counter(idx) is None: args = ['index', arch, '--index', idx, '--model', PACED]
+        p = subprocess.Popen(_cli_cmd(*args, '--batch-size', '1', '--quiet'), cwd=ROOT, env=_env(PACE_S='0.2'),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         killed = _kill_after_commits(p, idx, rng.randrange(5), rng.uniform(0, 0.3), rng)
         if not killed: assert p.returncode in (0, 2), p.stderr.read()  # 2: `add` of nothing new to a fresh index
@@ -161,7 +162,7 @@ def test_sigkill_loop_leaves_a_consistent_index(tmp_path, clips):
           f"({n_killed} killed mid-run, {N_TRIALS - n_killed} had finished first): {results}")
     assert len(results) == N_TRIALS and n_killed >= N_TRIALS // 2
     # finishing: the interrupted build is resumed, then the index holds exactly the archive's contents
-    r = _cli('index', arch, '--index', idx, '--model', 'logmel', '--force', '--quiet'); assert r.returncode == 0, r.stderr
+    r = _cli('index', arch, '--index', idx, '--model', PACED, '--force', '--quiet'); assert r.returncode == 0, r.stderr
     r = _cli('add', extra, '--index', idx, '--quiet'); assert r.returncode == 0, r.stderr
     got = _assert_names_match_vectors(idx, ref)
     for row in got.itertuples():  # every name holds the content now at that path
@@ -215,6 +216,18 @@ def gated_logmel():
             self.batches += 1
             return super().embed(waveforms)
     return Gated()
+
+
+def paced_logmel():
+    """The log-mel embedder, $PACE_S seconds per batch: a run with work lasts longer than the SIGKILL loop's kill window
+    however idle (fast) the machine, so the kills land mid-run rather than after a run that finished first."""
+    from audio_latent.embedders import LogMelStatsEmbedder
+    class Paced(LogMelStatsEmbedder):
+        spec = 'tests.test_store:paced_logmel'
+        def embed(self, waveforms):
+            time.sleep(float(os.environ.get('PACE_S', '0')))
+            return super().embed(waveforms)
+    return Paced()
 
 
 def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
