@@ -390,6 +390,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                      'audio_latent.report.package_modules_used': ( 'report.html#package_modules_used',
                                                                                    'audio_latent/report.py'),
                                      'audio_latent.report.plot_summary': ('report.html#plot_summary', 'audio_latent/report.py'),
+                                     'audio_latent.report.report_settings': ('report.html#report_settings', 'audio_latent/report.py'),
                                      'audio_latent.report.run_environment': ('report.html#run_environment', 'audio_latent/report.py'),
                                      'audio_latent.report.run_notebooks': ('report.html#run_notebooks', 'audio_latent/report.py'),
                                      'audio_latent.report.run_role': ('report.html#run_role', 'audio_latent/report.py'),

@@ -16,7 +16,7 @@ from .data import project_root, reports_dir
 __all__ = ['FACT_COLUMNS', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS', 'load_run_plan', 'NotebookFailed', 'package_modules_used',
            'notebook_key', 'run_notebooks', 'load_results', 'seed_summary', 'plot_summary', 'run_environment',
            'load_thesis_numbers', 'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions',
-           'mcnemar_rows', 'mcnemar_results', 'run_role', 'build_report', 'main']
+           'mcnemar_rows', 'report_settings', 'mcnemar_results', 'run_role', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 def load_run_plan(params_file:str|Path|None=None, # settings file (default: reports/params.yaml)
@@ -202,16 +202,20 @@ def run_environment() -> pd.DataFrame:
 # %% ../nbs/06_report.ipynb #84378531
 KEY = ['experiment', 'representation', 'distance', 'protocol', 'level', 'metric', 'k']
 
-def load_thesis_numbers(path:str|Path|None=None) -> pd.DataFrame:
-    "The theses' printed numbers (nbs/thesis_numbers.csv)."
-    return pd.read_csv(path or project_root()/'nbs'/'thesis_numbers.csv')
+def load_thesis_numbers(path:str|Path|None=None, # another file of the same columns (default: the package's)
+                       ) -> pd.DataFrame:
+    "The theses' printed numbers (`thesis_numbers.csv`, shipped with the package)."
+    from importlib.resources import files
+    if path is None:
+        with (files('audio_latent')/'thesis_numbers.csv').open('rb') as f: return pd.read_csv(f)
+    return pd.read_csv(path)
 
 def mean_over_seeds(results:pd.DataFrame) -> pd.DataFrame:
     "Tidy rows averaged over seeds: one value per KEY."
     return results.groupby(KEY, as_index=False).value.mean()
 
 def compare_with_theses(results:pd.DataFrame, # our tidy rows (any number of seeds)
-                        thesis:pd.DataFrame|None=None, # the theses' rows (default: nbs/thesis_numbers.csv)
+                        thesis:pd.DataFrame|None=None, # the theses' rows (default: `load_thesis_numbers()`)
                        ) -> pd.DataFrame:
     "Each printed thesis number with ours for the same key (mean over seeds; NaN where we have no such row) and the difference."
     thesis = load_thesis_numbers() if thesis is None else thesis
@@ -257,12 +261,23 @@ def mcnemar_rows(preds:pd.DataFrame, a:str, b:str, distance:str, protocol:str) -
         rows += [('mcnemar', f'{a} vs {b}', run, 0, distance, protocol, level, m, 1, float(v)) for m, v in zip(MCNEMAR_METRICS, vals)]
     return rows
 
-def mcnemar_results(results:pd.DataFrame, preds:pd.DataFrame) -> pd.DataFrame:
-    "The thesis's pair and every pair of our best models, as tidy rows."
+def report_settings(params_file:str|Path|None=None, # the settings file (default: reports/params.yaml)
+                   ) -> dict:
+    "The `report` block of the settings file (the report's own settings, the same for every profile)."
+    from audio_latent.experiment import params_path
+    return dict((yaml.safe_load(params_path(params_file).read_text()) or {}).get('report') or {})
+
+def mcnemar_results(results:pd.DataFrame, preds:pd.DataFrame,
+                    pairs:list=(), # fixed pairs: dicts with `a`, `b`, `distances`, `protocol` (e.g. `report_settings()['mcnemar_pairs']`)
+                   ) -> pd.DataFrame:
+    "The given pairs and every pair of our best models, as tidy rows."
     from itertools import combinations
     from audio_latent.retrieval import RESULT_COLUMNS
     rows = []
-    for d in ('euclidean', 'cosine'): rows += mcnemar_rows(preds, 'vae/thesis/64', 'yamnet/delta', d, 'loo')
+    for p in pairs:
+        if missing := {'a', 'b', 'distances', 'protocol'} - set(p):
+            raise ValueError(f"mcnemar pair {p}: missing {sorted(missing)}; give a, b, distances and protocol.")
+        for d in p['distances']: rows += mcnemar_rows(preds, p['a'], p['b'], d, p['protocol'])
     # best representation of each experiment among those whose per-clip predictions were written
     have = set(preds.representation[(preds.distance == 'cosine') & (preds.protocol == 'cross-fold')])
     ranked = results[results.representation.isin(have)]
@@ -284,7 +299,7 @@ def _sections_theses(results:pd.DataFrame, runs:pd.DataFrame) -> list[str]:
     stand_in = dict(zip(runs.representation, runs.stand_in)) if len(runs) else {}
     cmp['stand_in'] = cmp.representation.map(stand_in).fillna('')
     out = ["## The theses' tables beside ours",
-           "Thesis numbers from `nbs/thesis_numbers.csv` (table and row as printed); `ours` is the same key in our results (mean over seeds), "
+           "Thesis numbers from `thesis_numbers.csv` (package data) (table and row as printed); `ours` is the same key in our results (mean over seeds), "
            "`printed` is the thesis's number, `difference` = ours - printed, shown only where the comparison is like for like. "
            "For MAP@K the thesis's definition (`map_at_k_hits_skip_empty`) is compared, and the standard MAP@K (`ours_map_at_k`) is shown beside it. "
            "Empty cells: no such row of ours in this run."]
@@ -339,13 +354,15 @@ def _sections_provenance(runs:pd.DataFrame) -> list[str]:
 
 # %% ../nbs/06_report.ipynb #bab1f6a1
 def build_report(reports:str|Path|None=None, # reports folder (default: the project's)
+                 params_file:str|Path|None=None, # settings file with the `report` block (default: reports/params.yaml)
                 ) -> Path:
     "Write reports/report.md and reports/report.html from the results, run records, figures and run facts."
     import mistune
     from audio_latent.experiment import load_runs
     from audio_latent.retrieval import write_results
     out = reports_dir(reports)
-    mc = mcnemar_results(load_results(out).query("experiment != 'mcnemar'"), load_predictions(out))
+    mc = mcnemar_results(load_results(out).query("experiment != 'mcnemar'"), load_predictions(out),
+                         report_settings(params_file).get('mcnemar_pairs', []))
     if len(mc): write_results(mc, 'mcnemar', out)
     results = load_results(out); runs = load_runs(out)
     labels = {r: str(u).lower() == 'true' for r, u in zip(runs.representation, runs.uses_labels)}
