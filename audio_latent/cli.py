@@ -227,8 +227,10 @@ def main(argv:list|None=None) -> int:
     from audio_latent.ingest import QueryError
     from audio_latent.search import ModelMismatchError
     from audio_latent.data import AudioError
-    warnings.filterwarnings('ignore', message='Skipped ')  # the summary lists skipped files once
-    try: return _run(a)
+    try:
+        with warnings.catch_warnings():  # for this command only, not for the process that called `main`
+            warnings.filterwarnings('ignore', message='Skipped ')  # the summary lists skipped files once
+            return _run(a)
     except KeyboardInterrupt:
         print(_interrupted(a), file=sys.stderr)
         return 130

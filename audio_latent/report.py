@@ -154,11 +154,11 @@ def plot_summary(summary:pd.DataFrame, # `seed_summary` rows with a boolean `use
                  path:str|Path, logreg:float|None=None, # our logistic regression on frozen YAMNet (same folds), drawn as a line
                  title:str='') -> Path:
     "Two panels (without labels / with labels) of 1-NN accuracy with intervals and the reference lines."
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend to switch, no global figure registry
     groups = [(False, 'made without labels'), (True, 'trained with labels')]
     sizes = [max(int((summary.uses_labels == u).sum()), 1) for u, _ in groups]
-    fig, axes = plt.subplots(2, 1, figsize=(9, 0.34 * sum(sizes) + 3.2), gridspec_kw={'height_ratios': sizes}, sharex=True)
+    fig = Figure(figsize=(9, 0.34 * sum(sizes) + 3.2))
+    axes = fig.subplots(2, 1, gridspec_kw={'height_ratios': sizes}, sharex=True)
     for ax, (u, name) in zip(axes, groups):
         h = summary[summary.uses_labels == u].iloc[::-1]
         cand = h.get('how_chosen', pd.Series('', index=h.index)).astype(str).str.startswith('candidate').to_numpy()
@@ -175,7 +175,7 @@ def plot_summary(summary:pd.DataFrame, # `seed_summary` rows with a boolean `use
         ax.set_title(f'{name}', fontsize=10, loc='left'); ax.tick_params(axis='y', labelsize=8)
     axes[-1].set_xlim(0, 1); axes[-1].set_xlabel('sub-class 1-NN accuracy (precision@1), cross-fold, cosine; 95% cluster-bootstrap interval')
     axes[0].legend(fontsize=7, loc='lower right')
-    fig.suptitle(title or 'Search by example on ESC-50'); fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
+    fig.suptitle(title or 'Search by example on ESC-50'); fig.tight_layout(); fig.savefig(path, dpi=120)
     return Path(path)
 
 # %% ../nbs/06_report.ipynb #40e9a64a

@@ -4,14 +4,12 @@
 
 # %% ../nbs/03_yamnet.ipynb #9bb1e9f5
 from __future__ import annotations
-import hashlib, os, warnings
+import functools, hashlib, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
-
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # %% auto #0
 __all__ = ['PARAMS', 'TFLITE_ENV', 'TFLITE_SHA256', 'H5_URL', 'YAMNET_LAYERS', 'YAMNetParams', 'n_patches', 'pad_waveform',
@@ -452,12 +450,10 @@ def patch_embeddings(Y:np.ndarray, # waveforms (n, samples) at 16 kHz, equal len
     "YAMNet's 1024-d embedding of every 0.96 s patch (hop 0.48 s): `(n, n_patches, 1024)`."
     return yamnet_outputs(Y, model, batch_patches, ('embeddings',), progress)['embeddings']
 
-_DEFAULT_MODEL = None
+@functools.lru_cache(maxsize=1)
 def default_model():
-    "A process-wide YAMNet with the TF Lite weights, built on first use."
-    global _DEFAULT_MODEL
-    if _DEFAULT_MODEL is None: _DEFAULT_MODEL = load_yamnet('tflite')
-    return _DEFAULT_MODEL
+    "YAMNet with the TF Lite weights, built on first use and kept (`default_model.cache_clear()` lets it go)."
+    return load_yamnet('tflite')
 
 # %% ../nbs/03_yamnet.ipynb #fbd9cea1
 def cosine_rows(a:np.ndarray, b:np.ndarray) -> np.ndarray:
