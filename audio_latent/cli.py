@@ -138,8 +138,8 @@ def _search_many(a, S, queries:list) -> int:
             res[cols].to_json(orient='records', indent=1, double_precision=6) + '\n' if fmt == 'json' else
             res[cols].to_string(index=False) + '\n')
     if a.out:
-        from audio_latent.search import _replace
-        _replace(Path(a.out), lambda f: Path(f).write_text(text))
+        from audio_latent.data import atomic_write
+        atomic_write(a.out, lambda f: Path(f).write_text(text))
         print(f"{len(res)} row(s) for {res['query'].nunique()} query(ies) written to {a.out}")
     else: print(text, end='')
     if a.html and not res.empty:

@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['ESC50_URL', 'ESC50_META_SHA256', 'ESC50_ENV', 'SUPERCLASS_NAMES', 'SUBCLASS_NAMES', 'AUDIO_EXTENSIONS',
-           'project_root', 'reports_dir', 'cache_dir', 'sha256_file', 'download_file', 'download_esc50', 'find_esc50',
-           'thesis_subclass_code', 'esc50_catalogue', 'subset_catalogue', 'AudioError', 'load_audio', 'n_patches',
-           'pad_to_patches', 'decode_clips', 'load_esc50_audio']
+           'project_root', 'reports_dir', 'cache_dir', 'atomic_write', 'sha256_file', 'download_file', 'download_esc50',
+           'find_esc50', 'thesis_subclass_code', 'esc50_catalogue', 'subset_catalogue', 'AudioError', 'load_audio',
+           'n_patches', 'pad_to_patches', 'decode_clips', 'load_esc50_audio']
 
 # %% ../nbs/00_data.ipynb #423d8227
 def project_root(start:str|Path|None=None, # where to start looking (default: the working directory)
@@ -40,6 +40,20 @@ def cache_dir() -> Path:
     "Where decoded audio, embeddings and checkpoints are cached: `$AUDIO_LATENT_CACHE`, else `~/.cache/audio_latent`."
     path = Path(os.environ.get('AUDIO_LATENT_CACHE') or Path.home()/'.cache'/'audio_latent').expanduser()
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+# %% ../nbs/00_data.ipynb #70fde00b
+def atomic_write(path:str|Path, # the file to (re)write
+                 write, # write(tmp_path): writes the whole content to the temporary path it is given
+                ) -> Path:
+    """Write through a temporary file in the same folder and rename it over `path`: readers, and a crash or kill at any
+    moment, see the old file or the new one, never half of one. The one way this package writes a file it may rewrite."""
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    # per process (two writers never share one); ending in the file's own name, so suffix checks (Keras's
+    # `.weights.h5`, numpy's `.npy`) see what they expect
+    tmp = path.with_name(f'.tmp{os.getpid()}.{path.name}')
+    try: write(tmp); os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
     return path
 
 # %% ../nbs/00_data.ipynb #cf7d50fe
@@ -259,5 +273,5 @@ def load_esc50_audio(catalogue:pd.DataFrame|None=None, # clips to load (default:
     if dropped:
         warnings.warn(f"Skipped {len(dropped)} unreadable clip(s): " + ', '.join(catalogue.path.iloc[dropped].map(lambda p: Path(p).name)))
     if cache:
-        tmp = file.with_suffix('.tmp.npy'); np.save(tmp, audio); tmp.replace(file); np.save(index, np.array(kept))
+        atomic_write(file, lambda p: np.save(open(p, 'wb'), audio)); atomic_write(index, lambda p: np.save(open(p, 'wb'), np.array(kept)))
     return audio, catalogue.iloc[kept].reset_index(drop=True)

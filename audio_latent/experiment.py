@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .data import cache_dir, project_root, reports_dir
+from .data import atomic_write, cache_dir, project_root, reports_dir
 
 # %% auto #0
 __all__ = ['RUN_COLUMNS', 'RESULT_KEY', 'params_path', 'load_settings', 'inner_validation_fold', 'code_hash', 'run_id',
-           'atomic_write', 'git_commit', 'cached_run', 'record_runs', 'load_runs', 'seed_tolerance', 'compare_results',
-           'check_results', 'main']
+           'git_commit', 'cached_run', 'record_runs', 'load_runs', 'seed_tolerance', 'compare_results', 'check_results',
+           'main']
 
 # %% ../nbs/02c_experiment.ipynb #a092b431
 def params_path(params_file:str|Path|None=None) -> Path:
@@ -68,17 +68,6 @@ def run_id(settings:dict, # everything that changes the run's arrays (seed and f
     return hashlib.sha256((_canonical(settings) + '|' + code).encode()).hexdigest()[:12]
 
 # %% ../nbs/02c_experiment.ipynb #7237a3e5
-def atomic_write(path:str|Path, # the file to (re)write
-                 write:Callable[[Path], None], # writes the content to the temporary path it is given
-                ) -> Path:
-    "Write through a temporary file in the same folder and rename it over `path`: readers see the old or the new file."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try: write(tmp); os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
-
 def git_commit(root:str|Path|None=None) -> str:
     "Short commit of the checkout at `root` (default: the project), '-dirty' if tracked files changed; 'unknown' without git."
     root = Path(root or project_root())

@@ -145,14 +145,8 @@ def results_html(hits:pd.DataFrame, # one row per hit (columns `HIT_COLUMNS`; ot
             parts.append(_item('hit', str(int(r.rank)), lines, media, note or why))
         parts.append('</section>')
     parts.append('</body></html>\n')
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f'.{out.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(''.join(parts))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
-    return out
+    from audio_latent.data import atomic_write
+    return atomic_write(out, lambda p: p.write_text(''.join(parts), encoding='utf-8'))
 
 # %% ../nbs/07d_listen.ipynb #ed8c4ac3
 def whole_file_hits(index, # an `AudioIndex`

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data import sha256_file
+from .data import atomic_write, sha256_file
 from .store import Store, StoreError, new_stage, no_index_message, now_utc
 from .embedders import Embedder, get_embedder, identity_of, l2_normalise
 from .ingest import (SEGMENT_WINDOW, STAGE_ROWS, QueryError, _embedder_here, _label_for, audio_suffixes,
@@ -443,8 +443,8 @@ def _save_npy(file:Path, X:np.ndarray):
 def _write_cache(dest:Path, write, pattern:str):
     "Write a cache file atomically and delete the older ones; a read-only or full disk only costs speed."
     try:
-        _replace(dest, write)
-        for old in [*dest.parent.glob(pattern), *dest.parent.glob(f'.{pattern}.*.tmp')]:  # older ones, and leftovers of killed writers
+        atomic_write(dest, write)
+        for old in [*dest.parent.glob(pattern), *dest.parent.glob(f'.tmp*.{pattern}')]:  # older ones, and leftovers of killed writers
             if old != dest: old.unlink(missing_ok=True)
     except (OSError, RuntimeError): pass
 
@@ -457,12 +457,6 @@ def relative_to_root(path:str|Path, root:str|None) -> str:
             try: return p.resolve().relative_to(root).as_posix()
             except ValueError: pass
     return str(p)
-
-def _replace(dest:Path, write):
-    "Write `dest` via a temporary file in the same folder and an atomic rename."
-    tmp = dest.with_name(f'.{dest.name}.{os.getpid()}.tmp')
-    try: write(tmp); os.replace(tmp, dest)
-    finally: tmp.unlink(missing_ok=True)
 
 def _describe(identity:dict) -> str:
     return f"{identity['name']} (version {identity['version']}, pooling {identity['pooling']!r}, {identity['dim']}-d)"

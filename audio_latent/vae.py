@@ -12,6 +12,8 @@ import tensorflow as tf
 import keras
 from keras import layers, ops
 
+from .data import atomic_write
+
 # %% auto #0
 __all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSION', 'HISTORY_COLUMNS', 'gaussian_nll',
            'calibrated_log_var', 'kl_diag_gaussian', 'kl_beta', 'GLU', 'EqualisedDense', 'conv_glu_block',
@@ -189,8 +191,7 @@ def make_vae(architecture:str, input_shape:tuple, latent_dim:int=128, width:floa
     return vae
 
 # %% ../nbs/04_vae.ipynb #f3b89e12
-def _save_atomic(write, path:Path):
-    tmp = path.with_name('tmp_' + path.name); write(tmp); os.replace(tmp, path)
+def _save_atomic(write, path:Path): atomic_write(path, write)  # argument order of the hashed callers
 
 def save_checkpoint(vae:VAE, optimizer, history:pd.DataFrame, state:dict, checkpoint_dir:Path):
     "Weights, optimiser variables, loss history and state, each written atomically."

@@ -475,7 +475,7 @@ def esc50_embeddings(catalogue=None, # clips (default: all of ESC-50)
                      frontend:str='float', compute_dtype:str='float32',
                      cache:bool=True, progress:bool=True) -> tuple[np.ndarray, np.ndarray, 'pd.DataFrame']:
     "Patch embeddings `(n, 10, 1024)` and patch RMS `(n, 10)` of ESC-50 clips, with the catalogue of the clips kept."
-    from audio_latent.data import cache_dir, load_esc50_audio, esc50_catalogue
+    from audio_latent.data import atomic_write, cache_dir, load_esc50_audio, esc50_catalogue
     catalogue = esc50_catalogue() if catalogue is None else catalogue
     _, wid = read_weights(weights)
     key = hashlib.sha256(('\n'.join(catalogue.stem) + f'|{wid}|{frontend}|{compute_dtype}').encode()).hexdigest()[:16]
@@ -489,6 +489,5 @@ def esc50_embeddings(catalogue=None, # clips (default: all of ESC-50)
     model = load_yamnet(weights, frontend=frontend, compute_dtype=compute_dtype)
     E = patch_embeddings(audio, model, progress=progress); rms = patch_rms(audio)
     if cache:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix('.tmp.npz'); np.savez(tmp, embeddings=E, rms=rms, kept=kept); tmp.replace(file)
+        atomic_write(file, lambda p: np.savez(open(p, 'wb'), embeddings=E, rms=rms, kept=kept))
     return E, rms, kept_cat

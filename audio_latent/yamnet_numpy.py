@@ -39,13 +39,9 @@ def numpy_weights(weights:str|Path='tflite', # as for `weights_source`
     from audio_latent.yamnet import read_weights
     w, wid2 = read_weights(path)
     assert wid2 == wid, (wid, wid2)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix='.tmp.npz'); os.close(fd)
-    try:
-        np.savez(tmp, **{f'{n}:{part}': a for n, (k, b) in w.items() for part, a in (('kernel', k), ('bias', b))})
-        os.replace(tmp, file)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
+    from audio_latent.data import atomic_write
+    atomic_write(file, lambda p: np.savez(open(p, 'wb'), **{f'{n}:{part}': a for n, (k, b) in w.items()
+                                                            for part, a in (('kernel', k), ('bias', b))}))
     return w, wid
 
 # %% ../nbs/03d_yamnet_numpy.ipynb #7e85afcd
