@@ -214,6 +214,7 @@ class OnDiskIndex:
             if len(vts) != 1 or not isinstance(vts[0], faiss.LinearTransform):
                 raise OnDiskIndexError(f"{self.folder/self.CODEC}: one linear map before the code is supported, got {meta.get('codes')!r}.")
             self._code_map, self._code_inner = vts[0], faiss.downcast_index(codec.index)
+            self._code_shift = vts[0].apply(np.zeros((1, meta['d']), np.float32))  # the map of 0: -A mean, once
         else: self._code_map, self._code_inner = None, codec
 
     def code_scores(self, rows:np.ndarray, # row numbers
@@ -221,8 +222,7 @@ class OnDiskIndex:
                    ) -> np.ndarray:
         "Inner products of `q` with the in-memory codes of `rows`, up to a constant per query (the ranking is what counts)."
         if self._code_map is not None:
-            q2 = np.ascontiguousarray(q[None], np.float32)
-            q = (self._code_map.apply(q2) - self._code_map.apply(np.zeros_like(q2)))[0]
+            q = (self._code_map.apply(np.ascontiguousarray(q[None], np.float32)) - self._code_shift)[0]  # A q
         return self._code_inner.sa_decode(self.codes[rows]) @ q
 
     def __len__(self): return int(self.meta['n'])
