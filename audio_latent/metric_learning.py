@@ -18,7 +18,7 @@ from . import losses as losses_module
 from .losses import (pairwise_embedding_distances, triplet_margin_loss, MINERS, mined_triplet_loss,
                                  nt_xent_loss, supervised_contrastive_loss, cosine_proxy_logits, additive_noise,
                                  random_masking, spec_augment, random_time_crop, mixup, patch_dropout)
-from .retrieval import (DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours,
+from .retrieval import (DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
                                     evaluate_spaces, inner_fold_score, predictions_from_spaces, linear_probe_scores,
                                     write_results, write_predictions)
 from .experiment import (load_settings, inner_validation_fold, code_hash, run_id, cached_run,
@@ -28,11 +28,11 @@ from .experiment import (load_settings, inner_validation_fold, code_hash, run_id
 __all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'LOSSES', 'SCALERS', 'THESIS_TRIPLET_MODELS',
            'THESIS_CONTRASTIVE_MODELS', 'LEARNED_FAMILIES', 'FAMILIES', 'BandStandardiser', 'pool_time', 'thesis_input',
            'thesis_model', 'thesis_model_parameters', 'resnet', 'temporal_cnn', 'MaskedPatchPooling', 'patch_head',
-           'input_kind', 'build_model', 'epoch_batches', 'make_augment', 'fit_embedding', 'embed',
-           'crossfold_neighbours', 'held_out_triplets', 'triplet_outcome', 'triplet_scores', 'triplet_score_rows',
-           'appendix_table', 'run_inputs', 'model_input_shape', 'representation_name', 'MLConfig', 'load_config',
-           'train_fold', 'training_code', 'clips_id', 'inputs_id', 'fold_run', 'select_epochs', 'train_family',
-           'family_record', 'fold_accuracy', 'yamnet_baselines', 'run_metric_learning', 'load_data']
+           'input_kind', 'build_model', 'epoch_batches', 'make_augment', 'fit_embedding', 'embed', 'held_out_triplets',
+           'triplet_outcome', 'triplet_scores', 'triplet_score_rows', 'appendix_table', 'run_inputs',
+           'model_input_shape', 'representation_name', 'MLConfig', 'load_config', 'train_fold', 'training_code',
+           'clips_id', 'inputs_id', 'fold_run', 'select_epochs', 'train_family', 'family_record', 'fold_accuracy',
+           'yamnet_baselines', 'run_metric_learning', 'load_data']
 
 # %% ../nbs/05_metric_learning.ipynb #295b3996
 class BandStandardiser:
@@ -337,20 +337,6 @@ def embed(encoder:keras.Model, # trained encoder
     starts = list(range(0, X.shape[1] - crop_frames + 1, hop))
     if starts[-1] != X.shape[1] - crop_frames: starts.append(X.shape[1] - crop_frames)
     return _unit(sum(_unit(whole(X[:, s:s + crop_frames])) for s in starts))
-
-# %% ../nbs/05_metric_learning.ipynb #1f5c2f6d
-def crossfold_neighbours(embeddings:dict, # fold -> (n, dim) embeddings of ALL clips by that fold's model
-                         folds:np.ndarray, # (n,) official fold of each clip
-                         metric:str='cosine', # one of the retrieval module's DISTANCES
-                         k:int=5, # neighbours per query
-                        )->tuple: # (query indices, (n_queries, k) gallery indices)
-    "Fold-k clips query the other folds' clips in the space of fold k's model."
-    folds = np.asarray(folds); queries, neighbours = [], []
-    for fold, E in sorted(embeddings.items()):
-        q, g = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
-        neighbours.append(g[rank_neighbours(pairwise_distances(E[q], E[g], metric), None, k)])
-        queries.append(q)
-    return np.concatenate(queries), np.concatenate(neighbours)
 
 # %% ../nbs/05_metric_learning.ipynb #e23a04e0
 SCALERS = ('MinMaxScaler', 'StandardScaler', 'Normalizer')
@@ -662,7 +648,7 @@ def fold_accuracy(spaces:dict, # fold -> (n, dim) embeddings of all clips
                  )->dict: # fold -> cross-fold cosine 1-NN accuracy of that fold's queries
     "Per-fold 1-NN accuracy (cosine, cross-fold), for the per-fold figure."
     y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy()
-    q, nn = crossfold_neighbours(spaces, f, 'cosine', k=1)
+    q, nn = cross_fold_neighbours(spaces, f, 'cosine', k=1)
     return {k: float((y[nn[f[q] == k, 0]] == y[q][f[q] == k]).mean()) for k in sorted(spaces)}
 
 def _proxy_accuracy(spaces, proxies, catalogue):

@@ -11,10 +11,10 @@ from scipy.spatial.distance import cdist
 
 # %% auto #0
 __all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'kulsinski_distances', 'pairwise_distances', 'protocol_mask',
-           'rank_neighbours', 'nearest_neighbours', 'foldwise_distances', 'rank_allowed', 'ranking_metrics',
-           'level_labels', 'bootstrap_accuracy_ci', 'evaluate_distances', 'evaluate_spaces', 'evaluate_representation',
-           'inner_fold_score', 'random_distances', 'write_results', 'write_predictions', 'predictions_from_spaces',
-           'mcnemar_test', 'linear_probe_scores']
+           'rank_neighbours', 'nearest_neighbours', 'foldwise_distances', 'cross_fold_neighbours', 'rank_allowed',
+           'ranking_metrics', 'level_labels', 'bootstrap_accuracy_ci', 'evaluate_distances', 'evaluate_spaces',
+           'evaluate_representation', 'inner_fold_score', 'random_distances', 'write_results', 'write_predictions',
+           'predictions_from_spaces', 'mcnemar_test', 'linear_probe_scores']
 
 # %% ../nbs/02_retrieval.ipynb #38646b1e
 DISTANCES = ('chebyshev', 'euclidean', 'minkowski', 'hamming', 'cosine', 'cityblock', 'seuclidean', 'correlation',
@@ -107,6 +107,24 @@ def foldwise_distances(spaces:dict|np.ndarray, # {fold: (n, d) all clips in the 
         V = X[~rows].var(0, ddof=1) if metric == 'seuclidean' else None
         D[rows] = pairwise_distances(X[rows], X, metric, V=V)
     return D
+
+# %% ../nbs/02_retrieval.ipynb #8f70ecfb
+def cross_fold_neighbours(embeddings:dict, # fold -> (n, d) vectors of ALL clips from the model that never saw that fold
+                          folds:np.ndarray, # official fold of each clip (n,)
+                          metric:str='cosine', # a distance of `pairwise_distances`
+                          k:int=5, # neighbours per query
+                          transform=None, # transform(X, gallery_rows) -> X, applied to each space first (e.g. a z-score)
+                         ) -> tuple[np.ndarray, np.ndarray]: # (query indices, (n_queries, k) neighbour indices)
+    "Fold-k clips query the other folds' clips in the space of fold k's model; global indices, never from the query's fold."
+    folds = np.asarray(folds); queries, neighbours = [], []
+    for f in sorted(embeddings):
+        X = np.asarray(embeddings[f], np.float64)
+        if len(X) != len(folds): raise ValueError(f"Fold {f}: {len(X)} vectors for {len(folds)} clips.")
+        q, g = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
+        if len(q) == 0: raise ValueError(f"No clip is in fold {f}.")
+        if transform is not None: X = transform(X, g)
+        neighbours.append(g[rank_neighbours(pairwise_distances(X[q], X[g], metric), None, k)]); queries.append(q)
+    return np.concatenate(queries), np.concatenate(neighbours)
 
 # %% ../nbs/02_retrieval.ipynb #2d7d2dd0
 def rank_allowed(D:np.ndarray, # distances (nq, ng)

@@ -19,10 +19,9 @@ __all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSIO
            'calibrated_log_var', 'kl_diag_gaussian', 'kl_beta', 'GLU', 'EqualisedDense', 'conv_glu_block',
            'total_stride', 'build_vae', 'VAE', 'make_vae', 'save_checkpoint', 'load_checkpoint', 'train_vae',
            'clip_images', 'patch_starts', 'extract_patches', 'random_patches', 'encode_mu', 'patch_latents',
-           'pool_over_time', 'standardise', 'cross_fold_neighbours', 'run_key', 'VAEConfig', 'patch_settings',
-           'thesis_settings', 'stand_in_text', 'input_features', 'fit_vae', 'embed_clips', 'trained_embeddings',
-           'vae_code_hash', 'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'linear_probe_foldwise',
-           'run_vae_experiment']
+           'pool_over_time', 'standardise', 'run_key', 'VAEConfig', 'patch_settings', 'thesis_settings',
+           'stand_in_text', 'input_features', 'fit_vae', 'embed_clips', 'trained_embeddings', 'vae_code_hash',
+           'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'linear_probe_foldwise', 'run_vae_experiment']
 
 # %% ../nbs/04_vae.ipynb #6be6fe0d
 LOG_2PI = float(np.log(2 * np.pi))
@@ -340,26 +339,6 @@ def standardise(X:np.ndarray, # (n, d) vectors
                 eps:float=1e-8) -> np.ndarray:
     "z-score every column with the mean and standard deviation of `fit_rows` (no labels involved)."
     ref = X[fit_rows]; return ((X - ref.mean(0)) / (ref.std(0) + eps)).astype(np.float32)
-
-# %% ../nbs/04_vae.ipynb #123f5234
-def cross_fold_neighbours(embeddings:dict, # fold -> (n, d) vectors of all clips from the model that never saw that fold
-                          folds:np.ndarray, # official fold of each clip (n,)
-                          metric:str='cosine', # a distance of `audio_latent.retrieval.pairwise_distances`
-                          k:int=5, # neighbours per query
-                          standardise_gallery:bool=True, # z-score with the gallery's statistics first
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    "Neighbours `(n_queries, k)` (global indices, never from the query's fold) and the query indices, fold by fold."
-    from audio_latent.retrieval import pairwise_distances, rank_neighbours
-    folds = np.asarray(folds); nn, queries = [], []
-    for f in sorted(embeddings):
-        X = np.asarray(embeddings[f], np.float64)
-        if len(X) != len(folds): raise ValueError(f"Fold {f}: {len(X)} vectors for {len(folds)} clips.")
-        q, g = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
-        if len(q) == 0: raise ValueError(f"No clip is in fold {f}.")
-        if standardise_gallery: X = standardise(X, g)
-        D = pairwise_distances(X[q], X[g], metric)
-        nn.append(g[rank_neighbours(D, None, k)]); queries.append(q)
-    return np.concatenate(nn), np.concatenate(queries)
 
 # %% ../nbs/04_vae.ipynb #79d97abf
 MODEL_VERSION = 1  # bump when a change to the code changes what a checkpoint means
