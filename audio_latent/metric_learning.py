@@ -443,7 +443,7 @@ def representation_name(run:dict)->str:
 THESIS_TRIPLET_MODELS = ('model1', 'model2', 'model3', 'model4', 'model5', 'model6', 'resnet18', 'resnet50')
 THESIS_CONTRASTIVE_MODELS = ('resnet18', 'resnet50')
 LEARNED_FAMILIES = ('head', 'scratch', 'simclr')   # epochs selected per outer fold, final models for every seed
-FAMILIES = LEARNED_FAMILIES + ('thesis',)          # thesis: the second thesis's models at fixed settings, seed 0
+FAMILIES = LEARNED_FAMILIES                        # the thesis's own models: `thesis_models` (05b)
 
 @dataclass
 class MLConfig:
@@ -451,7 +451,7 @@ class MLConfig:
     profile:str='cpu'
     folds:list=field(default_factory=lambda: [1, 2, 3, 4, 5]) # outer (test) folds
     seeds:list=field(default_factory=lambda: [0, 1, 2]) # seeds of the learned families' final models
-    selection_seed:int=0 # seed of the epoch-selection runs and of the thesis-track runs
+    selection_seed:int=0 # seed of the epoch-selection runs
     n_per_class:int|None=None # clips per class (None: all)
     classes:list|None=None # ESC-50 targets to keep (None: all 50)
     triplets_per_anchor:int=5 # held-out triplets per anchor clip
@@ -460,7 +460,6 @@ class MLConfig:
     head:dict=field(default_factory=dict) # run settings of the head on YAMNet, with `candidates` (epochs)
     scratch:dict=field(default_factory=dict) # the CNN from scratch
     simclr:dict=field(default_factory=dict) # SimCLR with the same CNN
-    thesis:list=field(default_factory=list) # the thesis-track runs (fixed epochs, `stand_in` text)
 
     @classmethod
     def from_settings(cls, settings:dict, profile:str='cpu')->'MLConfig':
@@ -475,19 +474,14 @@ class MLConfig:
         "The run dicts of the chosen families: `family`, `input`, `schedule_epochs` filled in and checked."
         out = []
         for fam in self.families:
-            for r in ([getattr(self, fam)] if fam in LEARNED_FAMILIES else self.thesis):
-                r = {**r, 'family': fam}
-                if r.get('model') not in MODEL_NAMES: raise ValueError(f"model={r.get('model')!r}: choose one of {MODEL_NAMES}")
-                if r.get('loss') not in LOSSES: raise ValueError(f"loss={r.get('loss')!r}: choose one of {LOSSES}")
-                if fam in LEARNED_FAMILIES:
-                    if not r.get('candidates'): raise ValueError(f"{fam}: needs a list of candidate epochs")
-                    r['candidates'] = sorted(int(e) for e in r['candidates'])
-                    r['epochs'] = r['schedule_epochs'] = r['candidates'][-1]
-                else:
-                    r['schedule_epochs'] = r['epochs']
-                    if r['loss'] == 'contrastive': r['sampler'] = 'shuffle'
-                r['input'] = input_kind(r['model'])
-                out.append(r)
+            r = {**getattr(self, fam), 'family': fam}
+            if r.get('model') not in MODEL_NAMES: raise ValueError(f"model={r.get('model')!r}: choose one of {MODEL_NAMES}")
+            if r.get('loss') not in LOSSES: raise ValueError(f"loss={r.get('loss')!r}: choose one of {LOSSES}")
+            if not r.get('candidates'): raise ValueError(f"{fam}: needs a list of candidate epochs")
+            r['candidates'] = sorted(int(e) for e in r['candidates'])
+            r['epochs'] = r['schedule_epochs'] = r['candidates'][-1]
+            r['input'] = input_kind(r['model'])
+            out.append(r)
         return out
 
 def load_config(profile:str='cpu', # 'cpu', 'tiny' or 'thesis'
@@ -603,14 +597,10 @@ def train_family(run:dict, # a run of `MLConfig.runs()`
                  config:MLConfig,
                  cache:str|Path|None=None,
                 )->dict: # per seed: spaces {k: E}, proxies, loss, metas; chosen, selection table, selection metas
-    "Select the epochs per outer fold (learned families, seed `selection_seed`), then train the final fold models per seed."
-    learned, inputs = run['family'] in LEARNED_FAMILIES, inputs_id(run, data)
-    if learned:
-        chosen, selection, select_metas = select_epochs(run, data, catalogue, config.folds, config.selection_seed, cache, inputs)
-        seeds = list(config.seeds)
-    else:
-        chosen, selection, select_metas = {k: int(run['epochs']) for k in config.folds}, pd.DataFrame(), []
-        seeds = [config.selection_seed]
+    "Select the epochs per outer fold (seed `selection_seed`), then train the final fold models per seed."
+    inputs = inputs_id(run, data)
+    chosen, selection, select_metas = select_epochs(run, data, catalogue, config.folds, config.selection_seed, cache, inputs)
+    seeds = list(config.seeds)
     out = dict(run=run, chosen=chosen, selection=selection, select_metas=select_metas, seeds={})
     for s in seeds:
         res = dict(spaces={}, proxies={}, loss={}, metas=[])
@@ -628,14 +618,11 @@ def family_record(fam:dict, # from `train_family`
                  )->dict: # one record for `record_runs`
     "The provenance record of one (representation, seed)."
     run, res = fam['run'], fam['seeds'][seed]
-    if run['family'] in LEARNED_FAMILIES:
-        cands = run['candidates']
-        selection = (f"epochs in {{{','.join(map(str, cands))}}} by inner-fold MAP@R (cosine, sub; train 3 folds, validate on "
-                     f"inner_validation_fold(k), gallery = the 4 non-test folds), per outer fold, seed 0, ties -> fewer epochs; "
-                     f"selection runs {sum(m['wall_s'] for m in fam['select_metas']):.0f} s; other hyper-parameters fixed earlier, not re-selected")
-        n_cand = len(cands)
-    else:
-        selection, n_cand = 'none: fixed settings', 1
+    cands = run['candidates']
+    selection = (f"epochs in {{{','.join(map(str, cands))}}} by inner-fold MAP@R (cosine, sub; train 3 folds, validate on "
+                 f"inner_validation_fold(k), gallery = the 4 non-test folds), per outer fold, seed 0, ties -> fewer epochs; "
+                 f"selection runs {sum(m['wall_s'] for m in fam['select_metas']):.0f} s; other hyper-parameters fixed earlier, not re-selected")
+    n_cand = len(cands)
     return dict(run=res['run'], representation=representation_name(run), seed=int(seed),
                 uses_labels=run['loss'] != 'contrastive', exact=False,
                 settings={k: v for k, v in run.items() if k != 'stand_in'}, selection=selection, n_candidates=n_cand,

@@ -21,7 +21,8 @@ __all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSIO
            'clip_images', 'patch_starts', 'extract_patches', 'random_patches', 'encode_mu', 'patch_latents',
            'pool_over_time', 'standardise', 'run_key', 'VAEConfig', 'patch_settings', 'thesis_settings',
            'stand_in_text', 'input_features', 'fit_vae', 'embed_clips', 'trained_embeddings', 'vae_code_hash',
-           'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'linear_probe_foldwise', 'run_vae_experiment']
+           'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'linear_probe_foldwise', 'run_vae_experiment',
+           'thesis_scale_curve', 'thesis_step_seconds']
 
 # %% ../nbs/04_vae.ipynb #6be6fe0d
 LOG_2PI = float(np.log(2 * np.pi))
@@ -382,6 +383,11 @@ class VAEConfig:
     n_per_class: int|None = None # clips per class (None: all); the tiny profile uses 5
     n_classes: int|None = None # classes kept, spread over the 50 (None: all)
     n_boot: int = 1000 # bootstrap resamples of the accuracy CI
+    thesis_scale_widths: tuple = () # widths of the thesis architecture on the scale curve (empty: no curve)
+    thesis_scale_epochs: tuple = () # epochs at which each width of the scale curve is scored
+    thesis_scale_fold: int = 1 # the one outer fold of the scale curve
+    thesis_scale_latent: int = 128 # latent size of the scale curve
+    thesis_step_widths: tuple = () # widths whose cost per optimiser step is measured (up to 1.0, the thesis's own)
 
     @classmethod
     def from_settings(cls, settings:dict, profile:str='cpu') -> 'VAEConfig':
@@ -500,7 +506,6 @@ def vae_code_hash() -> str:
                      m.build_vae, m.VAE, m.make_vae, m.train_vae, m.save_checkpoint, m.load_checkpoint, m.clip_images, m.random_patches,
                      m.extract_patches, m.patch_starts, m.encode_mu, m.patch_latents, m.pool_over_time, m.fit_vae, m.embed_clips,
                      m.trained_embeddings, m.input_features, feats.logmel, feats.minmax_per_clip, feats.stft_db_256)
-
 
 # %% ../nbs/04_vae.ipynb #0496a2f1
 def select_epochs(S:np.ndarray, catalogue:pd.DataFrame, s:dict,
@@ -668,3 +673,45 @@ def run_vae_experiment(cfg:VAEConfig, # typed settings
                 runs=pd.DataFrame(records), spaces=reps, chosen={k: sel['chosen'] for k, sel in selections.items()},
                 features=features, code=code)
 
+
+# %% ../nbs/04_vae.ipynb #1eda3e5d
+from dataclasses import replace
+
+def thesis_scale_curve(S:np.ndarray, # 'stft256' inputs of all clips
+                       catalogue:pd.DataFrame, # the clips (fold, target, stem)
+                       cfg:VAEConfig, # `thesis_scale_*` and the thesis settings
+                       code:str, # `vae_code_hash()`
+                       progress:bool=False) -> pd.DataFrame: # width, epochs, accuracy, map_at_r, run per point
+    "Held-out accuracy of the thesis architecture at every width of `cfg.thesis_scale_widths` after each of `cfg.thesis_scale_epochs` epochs, on one outer fold."
+    fold_of = catalogue.fold.to_numpy(); all_folds = sorted(int(f) for f in np.unique(fold_of)); k = int(cfg.thesis_scale_fold)
+    if k not in all_folds: raise ValueError(f"thesis_scale_fold={k}: no clips in that fold; use one of {all_folds}.")
+    rows = []
+    for w in cfg.thesis_scale_widths:
+        s = thesis_settings(replace(cfg, thesis_width=float(w)), cfg.thesis_scale_latent)
+        for e in sorted(int(x) for x in cfg.thesis_scale_epochs):   # increasing: each run resumes the previous checkpoint
+            E, _, meta = trained_embeddings(S, catalogue, s, 0, e, k, [f for f in all_folds if f != k], k, all_folds, code, progress)
+            X = standardise(E, fold_of != k)   # statistics of the training folds only
+            rows.append(dict(width=float(w), epochs=e, latent_dim=int(cfg.thesis_scale_latent), outer_fold=k,
+                             accuracy=inner_fold_score({k: X}, catalogue, gallery_folds=all_folds, score='accuracy'),
+                             map_at_r=inner_fold_score({k: X}, catalogue, gallery_folds=all_folds), run=meta['run']))
+    return pd.DataFrame(rows, columns=['width', 'epochs', 'latent_dim', 'outer_fold', 'accuracy', 'map_at_r', 'run'])
+
+def thesis_step_seconds(S:np.ndarray, # 'stft256' inputs (at least `cfg.thesis_batch_size` clips)
+                        cfg:VAEConfig, # `thesis_step_widths` and the thesis settings
+                        latent_dim:int=128,
+                       ) -> pd.DataFrame: # width, parameters, step_seconds
+    "Wall seconds of one training step of the thesis architecture at every width of `cfg.thesis_step_widths`."
+    import tempfile
+    bs = int(cfg.thesis_batch_size)
+    if len(S) < bs: raise ValueError(f"thesis_step_seconds needs at least thesis_batch_size={bs} clips; got {len(S)}.")
+    X = clip_images(S[:bs], 'thesis'); rows = []
+    for w in cfg.thesis_step_widths:
+        s = thesis_settings(replace(cfg, thesis_width=float(w)), latent_dim)
+        keras.utils.set_random_seed(0)
+        vae = make_vae('thesis', X.shape[1:], latent_dim, float(w))
+        with tempfile.TemporaryDirectory() as d:
+            h = train_vae(vae, lambda epoch, rng: [X], 2, d, s['learning_rate'], s['beta'], s['beta_warmup'], progress=False)
+        rows.append(dict(width=float(w), parameters=int(vae.count_params()),
+                         step_seconds=float(h[(h.split == 'train') & (h.epoch == 2)].seconds.iloc[0])))
+        del vae
+    return pd.DataFrame(rows)

@@ -53,6 +53,13 @@ def test_vae_tiny_profile(tiny_reports):
     for name in ['vae_loss_traces.png', 'vae_accuracy.png', 'vae_reconstructions_patch_128.png',
                  'vae_reconstructions_thesis_256.png']:  # the thesis model is shown at its largest latent size
         assert_figure(reports/'figures'/name)
+    # how far the stand-in is from the thesis: the scale curve (tiny: width 1/32, 1 epoch) and the step cost
+    scale = pd.read_csv(reports/'training'/'vae_thesis_scale.csv')
+    assert scale[['width', 'epochs', 'latent_dim', 'outer_fold']].values.tolist() == [[0.03125, 1, 32, 1]]
+    assert scale.accuracy.between(0, 1).all() and scale.run.notna().all()
+    cost = pd.read_csv(reports/'benchmarks'/'vae_thesis_step_seconds.csv')
+    assert cost.width.tolist() == [0.03125] and (cost.step_seconds > 0).all() and (cost.parameters > 0).all()
+    assert_figure(reports/'figures'/'vae_thesis_scale.png')
     pred = pd.read_csv(reports/'predictions'/'vae.csv')
     assert set(pred.seed) == {0} and set(pred.run) <= set(runs.run)  # per-clip predictions of seed 0
     assert len(pred) == len(reps) * 2 * 2 * 20  # representations x distances x protocols x 20 queries (folds 1 and 2)
