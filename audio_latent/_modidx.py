@@ -709,7 +709,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                   'audio_latent.vae.input_features': ('vae.html#input_features', 'audio_latent/vae.py'),
                                   'audio_latent.vae.kl_beta': ('vae.html#kl_beta', 'audio_latent/vae.py'),
                                   'audio_latent.vae.kl_diag_gaussian': ('vae.html#kl_diag_gaussian', 'audio_latent/vae.py'),
-                                  'audio_latent.vae.linear_probe_foldwise': ('vae.html#linear_probe_foldwise', 'audio_latent/vae.py'),
                                   'audio_latent.vae.load_checkpoint': ('vae.html#load_checkpoint', 'audio_latent/vae.py'),
                                   'audio_latent.vae.make_vae': ('vae.html#make_vae', 'audio_latent/vae.py'),
                                   'audio_latent.vae.patch_latents': ('vae.html#patch_latents', 'audio_latent/vae.py'),

@@ -343,23 +343,34 @@ def mcnemar_test(correct_a:np.ndarray, # is model A right on each clip
     return {'table': table, 'statistic': float(res.statistic), 'pvalue': float(res.pvalue)}
 
 # %% ../nbs/02_retrieval.ipynb #8973106f
-def linear_probe_scores(X:np.ndarray, # features (n, d)
+def linear_probe_scores(X:np.ndarray|dict, # features (n, d), or {test fold: (n, d) features of that fold's space}
                         y:np.ndarray, # labels (n,)
                         folds:np.ndarray, # official fold of each row
-                        model:str='logreg', # 'logreg' or 'svm'
+                        model:str='logreg', # 'logreg' or 'svm' (linear kernel)
                         C:float=1.0, # inverse regularisation strength
-                        seed:int=0) -> np.ndarray:
-    "Test accuracy on each official fold of a linear classifier trained on the other folds."
+                        seed:int=0,
+                        standardise:bool=True, # scale by the training folds' mean and sd (False: the space already is)
+                       ) -> np.ndarray: # test accuracy per test fold: the dict's folds, else every fold
+    "Test accuracy on each official fold of a linear classifier trained on the other folds, in that fold's space."
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import LinearSVC
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
     if model not in ('logreg', 'svm'): raise ValueError(f"Unknown probe {model!r}; choose 'logreg' or 'svm'.")
-    X, y, folds = np.asarray(X), np.asarray(y), np.asarray(folds)
+    y, folds = np.asarray(y), np.asarray(folds)
+    spaces = X if isinstance(X, dict) else {f: X for f in np.unique(folds)}
     scores = []
-    for f in np.unique(folds):
-        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed) if model == 'logreg' else \
-              LinearSVC(C=C, max_iter=5000, random_state=seed)
-        pipe = make_pipeline(StandardScaler(), clf).fit(X[folds != f], y[folds != f])
-        scores.append(pipe.score(X[folds == f], y[folds == f]))
+    for f, Xf in spaces.items():
+        Xf = np.asarray(Xf); tr, te = folds != f, folds == f
+        A, B = Xf[tr], Xf[te]
+        if standardise:
+            scaler = StandardScaler().fit(A); A, B = scaler.transform(A), scaler.transform(B)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', ConvergenceWarning)   # lbfgs notes on the largest problems
+            if model == 'logreg':
+                scores.append(LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(A, y[tr]).score(B, y[te]))
+            else:
+                A, B = A.astype(np.float64), B.astype(np.float64)
+                scores.append(SVC(C=C, kernel='precomputed').fit(A @ A.T, y[tr]).score(B @ A.T, y[te]))
     return np.array(scores)

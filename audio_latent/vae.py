@@ -21,8 +21,8 @@ __all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSIO
            'clip_images', 'patch_starts', 'extract_patches', 'random_patches', 'encode_mu', 'patch_latents',
            'pool_over_time', 'standardise', 'run_key', 'VAEConfig', 'patch_settings', 'thesis_settings',
            'stand_in_text', 'input_features', 'fit_vae', 'embed_clips', 'trained_embeddings', 'vae_code_hash',
-           'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'linear_probe_foldwise', 'run_vae_experiment',
-           'thesis_scale_curve', 'thesis_step_seconds']
+           'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'run_vae_experiment', 'thesis_scale_curve',
+           'thesis_step_seconds']
 
 # %% ../nbs/04_vae.ipynb #6be6fe0d
 LOG_2PI = float(np.log(2 * np.pi))
@@ -548,31 +548,13 @@ def foldwise_spaces(E:dict, # outer fold -> (n, d) embeddings of all clips by th
     "Each fold's search space: its model's vectors z-scored with the statistics of the other folds' clips only."
     return {k: standardise(np.asarray(X), np.asarray(folds) != k) for k, X in E.items()}
 
-def linear_probe_foldwise(spaces:dict, # fold -> standardised vectors (statistics of the other folds)
-                          y:np.ndarray, folds:np.ndarray, model:str='logreg', seed:int=0) -> float:
-    "Mean over folds of the test accuracy of a linear probe trained on the other folds, in that fold's space."
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import SVC
-    import warnings
-    accs = []
-    for f, X in spaces.items():
-        tr, te = folds != f, folds == f
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            if model == 'logreg':
-                accs.append(LogisticRegression(max_iter=2000, random_state=seed).fit(X[tr], y[tr]).score(X[te], y[te]))
-            else:  # linear SVM on the Gram matrix (liblinear took minutes per fit here)
-                A, B = X[tr].astype(np.float64), X[te].astype(np.float64)
-                accs.append(SVC(kernel='precomputed').fit(A @ A.T, y[tr]).score(B @ A.T, y[te]))
-    return float(np.mean(accs))
-
 def run_vae_experiment(cfg:VAEConfig, # typed settings
                        catalogue:pd.DataFrame, # the clips (fold, target, stem, src_file)
                        audio:np.ndarray, # their waveforms
                        reports=None, # reports folder (default: the project's)
                        progress:bool=False) -> dict:
     "Select epochs per outer fold inside its training folds, train the final models (seeds), the PCA reference and the thesis stand-ins, evaluate fold-wise spaces; write results, predictions, training traces and runs.csv."
-    from audio_latent.retrieval import level_labels, write_predictions
+    from audio_latent.retrieval import level_labels, write_predictions, linear_probe_scores
     from audio_latent.data import reports_dir
     out_dir = reports_dir(reports); fold_of = catalogue.fold.to_numpy()
     all_folds = sorted(int(f) for f in np.unique(fold_of)); outer = [int(f) for f in cfg.folds]
@@ -660,7 +642,7 @@ def run_vae_experiment(cfg:VAEConfig, # typed settings
             for model in ('logreg', 'svm'):
                 rows.append(pd.DataFrame([dict(experiment='vae', representation=rep, run=r['run'], seed=seed, distance='none',
                                                protocol='cross-fold', level=level, metric=f'{model}_accuracy', k=1,
-                                               value=linear_probe_foldwise(r['spaces'], y, fold_of, model))]))
+                                               value=float(linear_probe_scores(r['spaces'], y, fold_of, model, standardise=False).mean()))]))
         if seed == 0: preds.append(predictions_from_spaces(r['spaces'], catalogue, rep, r['run'], seed=0))
     results = pd.concat(rows, ignore_index=True)[RESULT_COLUMNS]
     write_results(results, 'vae', out_dir); predictions = pd.concat(preds, ignore_index=True)
