@@ -6,12 +6,13 @@
 from __future__ import annotations
 import numpy as np
 import tensorflow as tf
+import keras
 
 # %% auto #0
-__all__ = ['EMBEDDING_DISTANCES', 'MINERS', 'pairwise_embedding_distances', 'triplet_margin_loss', 'random_triplet_miner',
-           'batch_hard_miner', 'semi_hard_miner', 'mined_triplet_loss', 'nt_xent_loss', 'supervised_contrastive_loss',
-           'cosine_proxy_logits', 'additive_noise', 'random_masking', 'spec_augment', 'random_time_crop', 'mixup',
-           'patch_dropout']
+__all__ = ['EMBEDDING_DISTANCES', 'MINERS', 'LOSSES', 'pairwise_embedding_distances', 'triplet_margin_loss',
+           'random_triplet_miner', 'batch_hard_miner', 'semi_hard_miner', 'TripletMarginLoss', 'nt_xent_loss',
+           'supervised_contrastive_loss', 'cosine_proxy_logits', 'additive_noise', 'random_masking', 'spec_augment',
+           'random_time_crop', 'mixup', 'patch_dropout', 'NTXentLoss', 'SupConLoss', 'ProxyLoss', 'make_loss']
 
 # %% ../nbs/05a_losses.ipynb #3c9e3aaa
 EMBEDDING_DISTANCES = ('euclidean', 'sqeuclidean', 'cosine')
@@ -75,6 +76,7 @@ def random_triplet_miner(
 def batch_hard_miner(
     distances:tf.Tensor, # (n, n) distance matrix of the batch
     labels:tf.Tensor, # (n,) integer class labels
+    seed:int|tf.Tensor=0, # unused: every miner takes (distances, labels, seed), so miners are interchangeable
 )->tuple: # (anchor, positive, negative) int32 index tensors, one triplet per valid anchor
     "For every anchor: the farthest positive and the nearest negative in the batch."
     d = tf.stop_gradient(tf.convert_to_tensor(distances, tf.float32))
@@ -86,6 +88,7 @@ def batch_hard_miner(
 def semi_hard_miner(
     distances:tf.Tensor, # (n, n) distance matrix of the batch
     labels:tf.Tensor, # (n,) integer class labels
+    seed:int|tf.Tensor=0, # unused: every miner takes (distances, labels, seed), so miners are interchangeable
 )->tuple: # (anchor, positive, negative) int32 index tensors, one triplet per anchor-positive pair
     "For every anchor-positive pair: the nearest negative farther than the positive, else the farthest negative."
     d = tf.stop_gradient(tf.convert_to_tensor(distances, tf.float32))
@@ -104,19 +107,23 @@ def semi_hard_miner(
 MINERS = {'random': random_triplet_miner, 'batch_hard': batch_hard_miner, 'semi_hard': semi_hard_miner}
 
 # %% ../nbs/05a_losses.ipynb #0832153c
-def mined_triplet_loss(
-    embeddings:tf.Tensor, # (n, dim) embeddings of a batch
-    labels:tf.Tensor, # (n,) integer labels
-    margin:float=0.2, # triplet margin
-    miner:str='batch_hard', # 'random', 'batch_hard' or 'semi_hard'
-    metric:str='euclidean', # distance used for mining and loss
-    seed:int|tf.Tensor=0, # seed for the random miner
-)->tf.Tensor: # scalar loss
-    "Triplet margin loss over the triplets a miner picks from a labelled batch."
-    if miner not in MINERS: raise ValueError(f"miner={miner!r}: use one of {list(MINERS)}")
-    d = pairwise_embedding_distances(embeddings, metric=metric)
-    a, p, n = MINERS[miner](d, labels, seed) if miner == 'random' else MINERS[miner](d, labels)
-    return triplet_margin_loss(tf.gather_nd(d, tf.stack([a, p], 1)), tf.gather_nd(d, tf.stack([a, n], 1)), margin)
+class TripletMarginLoss:
+    "Triplet margin loss over the triplets its miner picks from a labelled batch, in its distance."
+    views = 1              # scores embeddings of one augmented view against labels
+    trainable_variables = ()
+    def __init__(self, margin:float=0.2, # required gap d(a, n) - d(a, p), in distance units
+                 distance:str='euclidean', # one of EMBEDDING_DISTANCES, for mining and loss
+                 miner:callable=batch_hard_miner, # miner(distances, labels, seed) -> (anchor, positive, negative)
+                 normalize:bool=False, # L2-normalise the embeddings first
+                ):
+        if distance not in EMBEDDING_DISTANCES: raise ValueError(f"distance={distance!r}: use one of {EMBEDDING_DISTANCES}")
+        self.margin, self.distance, self.miner, self.normalize = float(margin), distance, miner, bool(normalize)
+    def prepare(self, x, labels, rng): return x, labels
+    def __call__(self, embeddings, labels, seed=0):
+        z = tf.math.l2_normalize(embeddings, axis=1) if self.normalize else embeddings
+        d = pairwise_embedding_distances(z, metric=self.distance)
+        a, p, n = self.miner(d, labels, seed)
+        return triplet_margin_loss(tf.gather_nd(d, tf.stack([a, p], 1)), tf.gather_nd(d, tf.stack([a, n], 1)), self.margin)
 
 # %% ../nbs/05a_losses.ipynb #e9c67da1
 def nt_xent_loss(
@@ -258,3 +265,70 @@ def patch_dropout(
     keep = tf.where(tf.reduce_any(keep, 1, keepdims=True), keep, first)
     keep = tf.cast(keep, tf.float32)
     return patches * keep[..., None], keep
+
+# %% ../nbs/05a_losses.ipynb #794f7d51
+class NTXentLoss:
+    "SimCLR's NT-Xent on two views, through a projection head the loss owns (and trains with the encoder)."
+    views = 2
+    def __init__(self, embedding_dim:int, # size of the encoder's output
+                 temperature:float=0.1, # softmax temperature tau
+                 projection_dim:int=128, # size of the projection the loss compares
+                ):
+        self.temperature = float(temperature)
+        self.projector = keras.Sequential([keras.Input((embedding_dim,)), keras.layers.Dense(embedding_dim, activation='relu'),
+                                           keras.layers.Dense(projection_dim)])
+    @property
+    def trainable_variables(self): return self.projector.trainable_variables
+    def __call__(self, view1, view2):
+        return nt_xent_loss(self.projector(view1, training=True), self.projector(view2, training=True), self.temperature)
+
+class SupConLoss:
+    "Supervised contrastive loss over a labelled batch."
+    views, trainable_variables = 1, ()
+    def __init__(self, temperature:float=0.1): self.temperature = float(temperature)
+    def prepare(self, x, labels, rng): return x, labels
+    def __call__(self, embeddings, labels, seed=0): return supervised_contrastive_loss(embeddings, labels, self.temperature)
+
+class ProxyLoss:
+    "Cross-entropy of cosine-proxy logits; the loss owns one learned proxy per class, and mixes and smooths targets."
+    views = 1
+    def __init__(self, n_classes:int, # classes, one proxy each
+                 embedding_dim:int, # size of the encoder's output
+                 temperature:float=0.05, # scale 1/tau of the cosine logits
+                 label_smoothing:float=0.0, # share of each target spread evenly over the classes
+                 mixup_alpha:float=0.0, # Beta(alpha, alpha) mixup of inputs and targets (0: none)
+                 seed:int=0, # seeds the proxies' start
+                ):
+        self.n_classes, self.temperature = int(n_classes), float(temperature)
+        self.smoothing, self.alpha = float(label_smoothing), float(mixup_alpha)
+        self.proxies = tf.Variable(tf.random.stateless_normal((self.n_classes, embedding_dim), seed=[seed, 1]) * 0.01, name='proxies')
+    @property
+    def trainable_variables(self): return [self.proxies]
+    def prepare(self, x, labels, rng):
+        targets = tf.one_hot(labels, self.n_classes)
+        if self.alpha > 0: x, targets = mixup(x, targets, rng, self.alpha)
+        return x, targets * (1 - self.smoothing) + self.smoothing / self.n_classes
+    def __call__(self, embeddings, targets, seed=0):
+        logits = cosine_proxy_logits(embeddings, self.proxies, self.temperature)
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
+
+LOSSES = ('triplet', 'contrastive', 'proxy', 'supcon')
+
+def make_loss(run:dict, # 'loss' and its settings: margin, distance, miner, normalize, temperature, label_smoothing, mixup
+              embedding_dim:int, # size of the encoder's output
+              n_classes:int|None=None, # classes (the proxy loss)
+              seed:int=0, # seeds what the loss owns (the proxies)
+             ):
+    "The loss piece a run names, given its distance and miner; settings the run omits take the class defaults."
+    name = run.get('loss')
+    if name not in LOSSES: raise ValueError(f"loss={name!r}: choose one of {LOSSES}")
+    opt = lambda *keys: {k: run[k] for k in keys if k in run}
+    if name == 'triplet':
+        miner = run.get('miner', 'batch_hard')
+        if miner not in MINERS: raise ValueError(f"miner={miner!r}: use one of {list(MINERS)}")
+        return TripletMarginLoss(miner=MINERS[miner], **opt('margin', 'distance', 'normalize'))
+    if name == 'contrastive': return NTXentLoss(embedding_dim, **opt('temperature'))
+    if name == 'supcon': return SupConLoss(**opt('temperature'))
+    if n_classes is None: raise ValueError("loss='proxy' needs n_classes")
+    return ProxyLoss(n_classes, embedding_dim, **opt('temperature', 'label_smoothing'),
+                     **({'mixup_alpha': run['mixup']} if 'mixup' in run else {}), seed=seed)

@@ -15,9 +15,8 @@ from keras import layers
 from tqdm.auto import tqdm
 
 from . import losses as losses_module
-from .losses import (pairwise_embedding_distances, triplet_margin_loss, MINERS, mined_triplet_loss,
-                                 nt_xent_loss, supervised_contrastive_loss, cosine_proxy_logits, additive_noise,
-                                 random_masking, spec_augment, random_time_crop, mixup, patch_dropout)
+from .losses import (LOSSES, make_loss, additive_noise, random_masking, spec_augment, random_time_crop,
+                                 patch_dropout)
 from .retrieval import (DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
                                     evaluate_spaces, inner_fold_score, predictions_from_spaces, linear_probe_scores,
                                     write_results, write_predictions)
@@ -25,10 +24,10 @@ from .experiment import (load_settings, inner_validation_fold, code_hash, run_id
                                      record_runs)
 
 # %% auto #0
-__all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'LOSSES', 'SCALERS', 'THESIS_TRIPLET_MODELS',
-           'THESIS_CONTRASTIVE_MODELS', 'LEARNED_FAMILIES', 'FAMILIES', 'BandStandardiser', 'pool_time', 'thesis_input',
-           'thesis_model', 'thesis_model_parameters', 'resnet', 'temporal_cnn', 'MaskedPatchPooling', 'patch_head',
-           'input_kind', 'build_model', 'epoch_batches', 'make_augment', 'fit_embedding', 'embed', 'held_out_triplets',
+__all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'SCALERS', 'THESIS_TRIPLET_MODELS', 'THESIS_CONTRASTIVE_MODELS',
+           'LEARNED_FAMILIES', 'FAMILIES', 'BandStandardiser', 'pool_time', 'thesis_input', 'thesis_model',
+           'thesis_model_parameters', 'resnet', 'temporal_cnn', 'MaskedPatchPooling', 'patch_head', 'input_kind',
+           'build_model', 'epoch_batches', 'make_augment', 'train_step', 'fit_embedding', 'embed', 'held_out_triplets',
            'triplet_outcome', 'triplet_scores', 'triplet_score_rows', 'appendix_table', 'run_inputs',
            'model_input_shape', 'representation_name', 'MLConfig', 'load_config', 'train_fold', 'training_code',
            'clips_id', 'inputs_id', 'fold_run', 'select_epochs', 'train_family', 'family_record', 'fold_accuracy',
@@ -205,8 +204,6 @@ def build_model(name:str, # one of MODEL_NAMES
     raise ValueError(f"model={name!r}: choose one of {MODEL_NAMES}")
 
 # %% ../nbs/05_metric_learning.ipynb #0d607d24
-LOSSES = ('triplet', 'contrastive', 'proxy', 'supcon')
-
 def epoch_batches(labels:np.ndarray, # (n,) labels of the training clips
                   batch_size:int, # clips per batch
                   rng:np.random.Generator, # numpy random generator
@@ -246,31 +243,44 @@ def make_augment(run:dict, # run settings: crop_frames, noise, mask, spec_augmen
         return x
     return augment
 
+def train_step(encoder:keras.Model, # input -> embedding
+               loss, # a loss piece of `losses.make_loss`
+               augment:callable, # augment(x, rng) -> x
+               rng_tf:tf.random.Generator, # draws the augmentation (and mixup)
+               optimizer:keras.optimizers.Optimizer, # updates the encoder's and the loss's variables
+              )->callable: # step(x_batch, y_batch, step_seed) -> loss value (eager; tf.function traces it)
+    "One optimiser step on a batch, whatever the loss: two augmented views for a two-view loss, else one with labels."
+    trainable = list(encoder.trainable_variables) + list(loss.trainable_variables)
+    def step(xb, yb, step_seed):
+        with tf.GradientTape() as tape:
+            if loss.views == 2:
+                value = loss(encoder(augment(xb, rng_tf), training=True), encoder(augment(xb, rng_tf), training=True))
+            else:
+                xa, targets = loss.prepare(augment(xb, rng_tf), yb, rng_tf)
+                value = loss(encoder(xa, training=True), targets, step_seed)
+        grads = tape.gradient(value, trainable)
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
+        return value
+    return step
+
 def fit_embedding(encoder:keras.Model, # input -> embedding
                   X:np.ndarray, # training inputs
                   y:np.ndarray|None, # integer training labels (unused by 'contrastive')
-                  run:dict, # loss, epochs, batch_size, learning_rate, margin, temperature, miner, ...
+                  run:dict, # loss and its settings (see `losses.make_loss`), epochs, batch_size, learning_rate, ...
                   augment:callable|None=None, # augment(x, rng) -> x, e.g. from `make_augment`
                   n_classes:int|None=None, # classes for the proxies (default: max(y) + 1)
                   seed:int=0, # seeds the batches and the augmentation
                   progress:bool=True, # show a progress bar over epochs
                   on_epoch_end:callable|None=None, # on_epoch_end(epochs done, proxies as numpy or None) after each epoch
                  )->dict: # history: loss per epoch, seconds, and the trained proxies (for 'proxy')
-    "Train `encoder` with a metric-learning loss; returns the training history."
+    "Train `encoder` with the metric-learning loss piece its run names; returns the training history."
     loss_name = run['loss']
     if loss_name not in LOSSES: raise ValueError(f"loss={loss_name!r}: choose one of {LOSSES}")
     rng_np, rng_tf = np.random.default_rng(seed), tf.random.Generator.from_seed(seed)
     augment = augment or (lambda x, rng: x)
-    emb_dim = encoder.output_shape[-1]
-    trainable = list(encoder.trainable_variables)
-    projector = proxies = None
-    if loss_name == 'contrastive':
-        projector = keras.Sequential([keras.Input((emb_dim,)), layers.Dense(emb_dim, activation='relu'), layers.Dense(128)])
-        trainable += projector.trainable_variables
-    if loss_name == 'proxy':
-        n_classes = int(n_classes or (np.max(y) + 1))
-        proxies = tf.Variable(tf.random.stateless_normal((n_classes, emb_dim), seed=[seed, 1]) * 0.01, name='proxies')
-        trainable.append(proxies)
+    if loss_name == 'proxy': n_classes = int(n_classes or (np.max(y) + 1))
+    loss = make_loss(run, encoder.output_shape[-1], n_classes, seed)
+    proxies = getattr(loss, 'proxies', None)
     sampler = run.get('sampler', 'shuffle')
     labels_for_batches = y if y is not None else np.zeros(len(X), int)
     steps_per_epoch = len(epoch_batches(labels_for_batches, run['batch_size'], np.random.default_rng(0), sampler))
@@ -282,34 +292,8 @@ def fit_embedding(encoder:keras.Model, # input -> embedding
         warmup_steps=warmup)
     wd = run.get('weight_decay', 0.0)
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=wd) if wd else keras.optimizers.Adam(schedule)
-    margin, temperature = float(run.get('margin', 0.2)), float(run.get('temperature', 0.1))
-    smoothing, alpha = float(run.get('label_smoothing', 0.0)), float(run.get('mixup', 0.0))
-    normalize = run.get('normalize', True)
 
-    @tf.function(reduce_retracing=True)
-    def step(xb, yb, step_seed):
-        with tf.GradientTape() as tape:
-            if loss_name == 'contrastive':
-                z1 = projector(encoder(augment(xb, rng_tf), training=True), training=True)
-                z2 = projector(encoder(augment(xb, rng_tf), training=True), training=True)
-                value = nt_xent_loss(z1, z2, temperature)
-            else:
-                xa = augment(xb, rng_tf)
-                if loss_name == 'proxy':
-                    targets = tf.one_hot(yb, n_classes)
-                    if alpha > 0: xa, targets = mixup(xa, targets, rng_tf, alpha)
-                    targets = targets * (1 - smoothing) + smoothing / n_classes
-                    logits = cosine_proxy_logits(encoder(xa, training=True), proxies, temperature)
-                    value = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
-                elif loss_name == 'supcon':
-                    value = supervised_contrastive_loss(encoder(xa, training=True), yb, temperature)
-                else:
-                    z = encoder(xa, training=True)
-                    if normalize: z = tf.math.l2_normalize(z, axis=1)
-                    value = mined_triplet_loss(z, yb, margin, run.get('miner', 'batch_hard'), seed=step_seed)
-        grads = tape.gradient(value, trainable)
-        optimizer.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
-        return value
+    step = tf.function(train_step(encoder, loss, augment, rng_tf, optimizer), reduce_retracing=True)
 
     history, t0, step_count = [], time.perf_counter(), 0
     for epoch in tqdm(range(run['epochs']), desc=f"{loss_name}/{encoder.name}", disable=not progress, leave=False):
@@ -525,7 +509,7 @@ def training_code()->str:
     import audio_latent.metric_learning as m
     return code_hash(m.BandStandardiser, m.pool_time, m.thesis_input, m.thesis_model, m._conv_bn, m._basic_block,
                      m._bottleneck_block, m.resnet, m.temporal_cnn, m.MaskedPatchPooling, m.patch_head, m.input_kind,
-                     m.build_model, m.epoch_batches, m.make_augment, m.fit_embedding, m._unit, m.embed, m.run_inputs,
+                     m.build_model, m.epoch_batches, m.make_augment, m.train_step, m.fit_embedding, m._unit, m.embed, m.run_inputs,
                      m.model_input_shape, m.train_fold, m.fold_run, losses_module)
 
 def clips_id(catalogue:pd.DataFrame)->str:

@@ -14,81 +14,26 @@ import keras
 from keras import layers
 from tqdm.auto import tqdm
 
-from .losses import (pairwise_embedding_distances, triplet_margin_loss, random_triplet_miner, batch_hard_miner,
-                                 semi_hard_miner, nt_xent_loss)
+from .losses import make_loss
 from .retrieval import (RESULT_COLUMNS, evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results,
                                     write_predictions)
 from .experiment import (load_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs)
 from . import metric_learning as ml
 from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS, build_model, input_kind,
-                                          run_inputs, model_input_shape, make_augment, epoch_batches, embed,
+                                          run_inputs, model_input_shape, make_augment, epoch_batches, train_step, embed,
                                           representation_name, held_out_triplets, triplet_scores, triplet_score_rows,
                                           fold_accuracy, appendix_table, clips_id, inputs_id)
 
 # %% auto #0
-__all__ = ['TRIPLET_MINERS', 'THESIS_REPRESENTATIONS', 'seeded', 'TripletMarginLoss', 'NTXentLoss', 'make_loss', 'train_steps',
-           'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config', 'training_code', 'run_steps',
-           'fold_model', 'untrained_embeddings', 'select_learning_rate', 'run_thesis_models', 'load_data',
-           'measure_step_cpu_s', 'calibrate', 'main', 'equal_budget_table']
-
-# %% ../nbs/05b_thesis_models.ipynb #93b1b337
-def seeded(miner:callable, # a deterministic miner(distances, labels) -> (anchor, positive, negative)
-          )->callable: # miner(distances, labels, seed), the seed ignored
-    "Give a deterministic miner the `(distances, labels, seed)` signature of the random one."
-    def mine(distances, labels, seed): return miner(distances, labels)
-    mine.__name__ = getattr(miner, '__name__', 'miner')
-    return mine
-
-TRIPLET_MINERS = {'random': random_triplet_miner, 'batch_hard': seeded(batch_hard_miner), 'semi_hard': seeded(semi_hard_miner)}
-
-class TripletMarginLoss:
-    "Triplet margin loss over the triplets its miner picks, in its distance (neither is hard-coded)."
-    views = 1
-    trainable_variables = ()
-    def __init__(self, margin:float=1.0, # required gap d(a, n) - d(a, p), in distance units
-                 distance:str='euclidean', # 'euclidean', 'sqeuclidean' or 'cosine'
-                 miner:callable=random_triplet_miner, # miner(distances, labels, seed) -> (anchor, positive, negative)
-                 normalize:bool=False, # L2-normalise the embeddings first (the thesis did not)
-                ):
-        self.margin, self.distance, self.miner, self.normalize = float(margin), distance, miner, normalize
-    def __call__(self, embeddings, labels, seed):
-        z = tf.math.l2_normalize(embeddings, axis=1) if self.normalize else embeddings
-        d = pairwise_embedding_distances(z, metric=self.distance)
-        a, p, n = self.miner(d, labels, seed)
-        return triplet_margin_loss(tf.gather_nd(d, tf.stack([a, p], 1)), tf.gather_nd(d, tf.stack([a, n], 1)), self.margin)
-
-class NTXentLoss:
-    "SimCLR's NT-Xent on two views, through a projection head the loss owns (and trains with the encoder)."
-    views = 2
-    def __init__(self, embedding_dim:int, # size of the encoder's output
-                 temperature:float=0.5, # softmax temperature tau
-                 projection_dim:int=128, # size of the projection the loss compares
-                ):
-        self.temperature = float(temperature)
-        self.projector = keras.Sequential([keras.Input((embedding_dim,)), layers.Dense(embedding_dim, activation='relu'),
-                                           layers.Dense(projection_dim)], name='projector')
-    @property
-    def trainable_variables(self): return self.projector.trainable_variables
-    def __call__(self, view1, view2):
-        return nt_xent_loss(self.projector(view1, training=True), self.projector(view2, training=True), self.temperature)
-
-def make_loss(run:dict, # loss ('triplet' or 'contrastive'), margin, distance, miner, normalize, temperature
-              embedding_dim:int, # size of the encoder's output
-             ):
-    "The loss object a run asks for."
-    if run['loss'] == 'triplet':
-        miner = run.get('miner', 'random')
-        if miner not in TRIPLET_MINERS: raise ValueError(f"miner={miner!r}: use one of {list(TRIPLET_MINERS)}")
-        return TripletMarginLoss(run.get('margin', 1.0), run.get('distance', 'euclidean'), TRIPLET_MINERS[miner],
-                                 run.get('normalize', False))
-    if run['loss'] == 'contrastive': return NTXentLoss(embedding_dim, run.get('temperature', 0.5))
-    raise ValueError(f"loss={run['loss']!r}: this track trains the thesis's 'triplet' and 'contrastive' models")
+__all__ = ['THESIS_REPRESENTATIONS', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config',
+           'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'select_learning_rate',
+           'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'calibrate', 'main', 'equal_budget_table']
 
 # %% ../nbs/05b_thesis_models.ipynb #6d73a556
 def train_steps(encoder:keras.Model, # input -> embedding
                 X:np.ndarray, # training inputs
                 y:np.ndarray, # integer training labels (the contrastive loss ignores them, the P x K sampler uses them)
-                loss, # a loss piece: `TripletMarginLoss`, `NTXentLoss`
+                loss, # a loss piece of `losses.make_loss`
                 steps:int, # optimiser steps
                 learning_rate:float, # Adam's constant learning rate
                 batch_size:int=32, # clips per step
@@ -104,19 +49,10 @@ def train_steps(encoder:keras.Model, # input -> embedding
     rng_np, rng_tf = np.random.default_rng(seed), tf.random.Generator.from_seed(seed)
     augment = augment or (lambda x, rng: x)
     optimizer = keras.optimizers.Adam(learning_rate)
-    trainable = list(encoder.trainable_variables) + list(loss.trainable_variables)
 
     # eager on purpose: a traced step keeps its model's variables alive after the run (TF 2.21 measured +1.5 GB per
     # Model4 run, never returned), and this track trains ten models of up to 120 M parameters twenty times each
-    def step(xb, yb, step_seed):
-        with tf.GradientTape() as tape:
-            if loss.views == 2:
-                value = loss(encoder(augment(xb, rng_tf), training=True), encoder(augment(xb, rng_tf), training=True))
-            else:
-                value = loss(encoder(augment(xb, rng_tf), training=True), yb, step_seed)
-        grads = tape.gradient(value, trainable)
-        optimizer.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
-        return value
+    step = train_step(encoder, loss, augment, rng_tf, optimizer)
 
     batches, values, cpu, checkpoints = [], [], 0.0, set(int(c) for c in checkpoints)
     for s in tqdm(range(1, steps + 1), desc=encoder.name, disable=not progress, leave=False):
@@ -206,10 +142,9 @@ def load_config(profile:str='cpu', # 'cpu', 'tiny' or 'thesis'
 
 # %% ../nbs/05b_thesis_models.ipynb #4df03846
 def training_code()->str:
-    "Code id of a trained run: the metric-learning pieces it reuses (models, inputs, augmentation) and this track's own."
+    "Code id of a trained run: the metric-learning pieces it reuses (models, inputs, losses, augmentation) and this track's own."
     import audio_latent.metric_learning as ml, audio_latent.thesis_models as tm
-    return ml.training_code() + code_hash(tm.seeded, tm.TripletMarginLoss, tm.NTXentLoss, tm.make_loss, tm.train_steps,
-                                          tm.run_steps, tm.fold_model)
+    return ml.training_code() + code_hash(tm.train_steps, tm.run_steps, tm.fold_model)
 
 def run_steps(run:dict, # a run of `ThesisModelsConfig.runs()`
               y_train:np.ndarray, # labels of the training clips
@@ -426,7 +361,7 @@ def main(argv:list|None=None)->int:
     c.add_argument('--profile', default='cpu'); c.add_argument('--n', type=int, default=8, help='timed steps per model')
     a = p.parse_args(argv)
     if a.n < 1: p.exit(2, f"--n {a.n}: time at least one step.\n")
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0 = time.perf_counter()
     costs = calibrate(a.profile, a.n)
     import platform
     print(f"    # measured by `python -m audio_latent.thesis_models calibrate --profile {a.profile} --n {a.n}` "
