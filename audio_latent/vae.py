@@ -366,7 +366,7 @@ class VAEConfig:
     latent_dim: int = 128 # J of the patch model (fixed in advance, from fold-1 runs of the original design)
     folds: tuple = (1, 2, 3, 4, 5) # outer folds evaluated (queries); all folds of the data are used for training
     seeds: tuple = (0, 1, 2) # seeds of the final patch models
-    epoch_candidates: tuple = (4, 8, 12) # the only choice made per outer fold, inside its training folds
+    epoch_candidates: tuple = (2, 4, 6) # the only choice made per outer fold, inside its training folds
     selection_seed: int = 0 # the seed of the inner selection runs
     crops_per_clip: int = 16 # random 8-frame windows per training clip and epoch
     batch_size: int = 128
