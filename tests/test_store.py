@@ -230,11 +230,19 @@ def paced_logmel():
     return Paced()
 
 
+def _sigint_as_in_a_terminal():
+    "In the child, before exec: Ctrl-C's default action, which a shell's background job (`make test &`) starts without."
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_prints_what_was_kept_and_resumes(tmp_path, clips):
+    """Ctrl-C mid-run: exit 130, one line naming what was kept, and the next run resumes. The child gets SIGINT's
+    default action: a non-interactive shell starts its background jobs with SIGINT ignored and Python then keeps it
+    ignored, so under `make test &` (as CI may run) the signal was lost and the run waited at the gate until killed."""
     arch, gate = tmp_path/'arch', tmp_path/'gate'; _copy(arch, clips[:16]); gate.mkdir()
     p = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:gated_logmel',
                                   '--batch-size', '1', '--quiet'), cwd=ROOT, env=_env(GATE=str(gate)),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_in_a_terminal)
     deadline = time.time() + 300
     while not (gate/'waiting').exists() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
     if not (gate/'waiting').exists():
