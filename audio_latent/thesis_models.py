@@ -27,7 +27,8 @@ from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRAS
 # %% auto #0
 __all__ = ['THESIS_REPRESENTATIONS', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config',
            'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'select_learning_rate',
-           'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'calibrate', 'main', 'equal_budget_table']
+           'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'calibrate', 'main', 'call_counts', 'track_cost',
+           'equal_budget_table']
 
 # %% ../nbs/05b_thesis_models.ipynb #6d73a556
 def train_steps(encoder:keras.Model, # input -> embedding
@@ -354,12 +355,23 @@ def calibrate(profile:str='cpu', # profile whose models to time
     return {representation_name(r): round(measure_step_cpu_s(r, data, catalogue, n), 4) for r in cfg.runs()}
 
 def main(argv:list|None=None)->int:
-    "python -m audio_latent.thesis_models calibrate --profile cpu"
+    "python -m audio_latent.thesis_models calibrate --profile cpu | cost --models triplet/resnet50"
     p = argparse.ArgumentParser(prog='python -m audio_latent.thesis_models', description=main.__doc__)
     sub = p.add_subparsers(dest='command', required=True)
     c = sub.add_parser('calibrate', help="time one training step of every model; prints the step_cpu_s line for reports/params.yaml")
     c.add_argument('--profile', default='cpu'); c.add_argument('--n', type=int, default=8, help='timed steps per model')
+    k = sub.add_parser('cost', help="time one call of each kind per model on an empty cache; project each model's wall time in the track")
+    k.add_argument('--profile', default='cpu'); k.add_argument('--fold', type=int, default=1)
+    k.add_argument('--models', nargs='*', default=['triplet/model1', 'triplet/resnet50'], help=f"of {', '.join(THESIS_REPRESENTATIONS)}")
     a = p.parse_args(argv)
+    if a.command == 'cost':
+        cfg = load_config(a.profile); runs = {representation_name(r): r for r in cfg.runs()}
+        if unknown := [m for m in a.models if m not in runs]: p.exit(2, f"--models {' '.join(unknown)}: not in profile {a.profile!r}; use {', '.join(runs)}.\n")
+        catalogue, data = load_data(cfg)
+        rows = {m: track_cost(runs[m], data, catalogue, cfg, a.fold) for m in a.models}
+        print(f"profile {a.profile}, fold {a.fold}, wall seconds per call (empty cache) and calls per model:")
+        print(pd.DataFrame(rows).T.round(1).to_string())
+        return 0
     if a.n < 1: p.exit(2, f"--n {a.n}: time at least one step.\n")
     t0 = time.perf_counter()
     costs = calibrate(a.profile, a.n)
@@ -371,6 +383,41 @@ def main(argv:list|None=None)->int:
     return 0
 
 if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())
+
+# %% ../nbs/05b_thesis_models.ipynb #a56946ac
+def call_counts(config:ThesisModelsConfig, # the profile's settings
+               )->dict: # calls per model: 'select', 'untrained', 'final' (without the curve run), 'curve'
+    "How many calls of each kind `run_thesis_models` makes for one model."
+    n_folds, n_rates = len(config.folds), len(config.learning_rates)
+    curve = int(config.curve_fold in config.folds and config.selection_seed in config.seeds)
+    has_steps = config.budget_cpu_s is not None or config.steps is not None
+    return dict(select=n_folds * n_rates if n_rates > 1 else 0,
+                untrained=n_folds if config.curve_fold is not None and has_steps else 0,
+                final=n_folds * len(config.seeds) - curve, curve=curve)
+
+def track_cost(run:dict, # a run of `config.runs()`
+               data:dict, catalogue:pd.DataFrame, # inputs and clips, aligned
+               config:ThesisModelsConfig, # for the call counts, learning rate and curve checkpoints
+               fold:int=1, # outer fold of the timed calls
+              )->dict: # wall seconds of each call, its count, the projection and the training CPU-seconds
+    "Time one call of each kind for a model on an empty cache and project the model's wall time in the track."
+    import tempfile
+    lr, seed, inputs = config.learning_rates[0], config.selection_seed, inputs_id(run, data)
+    extra = curve_steps(run['steps'], config.curve_multiples) if run.get('steps') else ()
+    out = {}
+    def timed(kind, fn):
+        t = time.perf_counter(); arrays, _ = fn(); out[f'{kind}_s'] = time.perf_counter() - t; return arrays
+    with tempfile.TemporaryDirectory() as tmp:   # nothing reused: every call trains or embeds
+        timed('select', lambda: fold_model(run, data, catalogue, fold, seed, lr, 'select', (), tmp, inputs))
+        timed('curve', lambda: fold_model(run, data, catalogue, fold, seed, lr, 'final', extra, tmp, inputs))
+        final = timed('final', lambda: fold_model(run, data, catalogue, fold, seed + 1, lr, 'final', (), tmp, inputs))
+        timed('untrained', lambda: untrained_embeddings(run, data, catalogue, fold, seed, tmp, inputs))
+    counts = call_counts(config)
+    out.update({f'n_{k}': v for k, v in counts.items()})
+    out['projected_s'] = sum(out[f'{k}_s'] * n for k, n in counts.items())
+    out['train_cpu_s_per_run'] = float(final['train_cpu_s'])
+    return out
+
 
 # %% ../nbs/05b_thesis_models.ipynb #bc2a8e97
 def equal_budget_table(results:pd.DataFrame, # this track's tidy rows
