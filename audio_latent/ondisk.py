@@ -198,6 +198,87 @@ def default_nlist(n:int, # vectors in the index
 def _file_bytes(folder):
     return {p.name: p.stat().st_size for p in sorted(Path(folder).iterdir()) if p.is_file()}
 
+def _write_vectors_and_sample(chunks, # iterable of (rows, d) arrays
+                              path:Path, # the float16 vectors file to write
+                              n_train:int, # size of the uniform training sample
+                              rng:np.random.Generator,
+                              say, # progress printer
+                             ) -> tuple: # (n, d, sample keys, sample (float16), timings {'write_s'})
+    "Pass 1 of `OnDiskIndex.build`: write every chunk as float16 rows and keep a uniform sample without replacement."
+    t = {'write_s': 0.}
+    t0 = time.perf_counter()
+    n, d, keys, sample = 0, None, np.zeros(0), None
+    with open(path, 'wb') as f:
+        it = iter(chunks)
+        while True:
+            tw = time.perf_counter()
+            try: X = next(it)
+            except StopIteration: break
+            t['write_s'] -= time.perf_counter() - tw  # time spent producing the chunk is the caller's
+            X = np.asarray(X)
+            if X.ndim != 2 or X.shape[0] == 0 or (d is not None and X.shape[1] != d):
+                raise ValueError(f"chunk at row {n}: expected a non-empty 2-D array of {d or 'd'} columns, got shape {X.shape}.")
+            d = X.shape[1]
+            H = X.astype(np.float16)
+            if not np.isfinite(H).all():
+                raise ValueError(f"chunk at row {n}: non-finite values (or beyond float16's range); give unit vectors.")
+            f.write(H.tobytes())
+            # a uniform sample without replacement: keep the rows with the smallest random keys
+            key = rng.random(len(H))
+            if n_train:
+                take = key < keys.max() if len(keys) >= n_train else np.ones(len(H), bool)
+                if take.any():
+                    keys = np.concatenate([keys, key[take]])
+                    sample = H[take] if sample is None else np.concatenate([sample, H[take]])
+                    if len(keys) > n_train:
+                        keep = np.argsort(keys, kind='stable')[:n_train]
+                        keys, sample = keys[keep], sample[keep]
+            n += len(H); say(f"  wrote {n:,} vectors")
+    if n == 0: raise ValueError("no vectors given: `chunks` was empty.")
+    t['write_s'] += time.perf_counter() - t0
+    return n, d, keys, sample, t
+
+def _train_ivf(sample:np.ndarray, n:int, d:int, # training sample, rows in all, dimension
+               factory:str|None, # faiss index_factory string (None: PCAR256,IVF<default_nlist(n)>,PQ64)
+               seed:int, pq_points:int,
+              ) -> tuple: # (trained index, factory string, seconds)
+    "The IVF-PQ index of `OnDiskIndex.build`, trained on the sample (not yet holding any vector)."
+    import faiss
+    factory = factory or f'PCAR{min(256, d)},IVF{default_nlist(n)},PQ{min(64, d//4)}'
+    index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+    try: ivf = faiss.extract_index_ivf(index)
+    except RuntimeError: raise ValueError(f"factory {factory!r}: an IVF index is needed, e.g. 'PCAR256,IVF4096,PQ64'.") from None
+    # training budget: 40 points per list, 12 k-means rounds; 64 points per PQ centroid (the re-ranking
+    # stage repairs what coarser codes lose, and full faiss defaults take 4x longer on 2 cores)
+    ivf.cp.seed, ivf.cp.niter, ivf.cp.max_points_per_centroid = seed, 12, 40
+    if hasattr(ivf, 'pq'): ivf.pq.cp.seed, ivf.pq.cp.max_points_per_centroid = seed, pq_points
+    t0 = time.perf_counter()
+    index.train(np.ascontiguousarray(sample, np.float32))
+    return index, factory, time.perf_counter() - t0
+
+def _encode_and_add_shards(tmp:Path, # the building folder, holding trained.faiss
+                           vectors:Path, codes:Path, # the float16 vectors (read) and the codes file (written)
+                           n:int, d:int, codec, # rows, dimension, the trained in-memory codec
+                           shard_rows:int, say, step:int=100_000,
+                          ) -> list: # paths of the shard indexes, to merge
+    "Pass 2 of `OnDiskIndex.build`: read the vectors back in blocks, write their compact codes, add them shard by shard."
+    import faiss
+    # read back with plain reads into a buffer, not a memory map: mapped pages would count as this
+    # process's memory (RSS) although they are the page cache's
+    V = lambda a, b: np.fromfile(vectors, np.float16, (b - a)*d, offset=a*d*2).reshape(b - a, d)
+    shards = []
+    with open(codes, 'wb') as fc:
+        for s0 in range(0, n, shard_rows):
+            shard = faiss.read_index(str(tmp/'trained.faiss'))
+            for s in range(s0, min(n, s0 + shard_rows), step):
+                e = min(n, s + step, s0 + shard_rows)
+                X = V(s, e).astype(np.float32)
+                fc.write(codec.sa_encode(X).tobytes())
+                shard.add_with_ids(X, np.arange(s, e, dtype=np.int64))
+            shards.append(str(tmp/f'shard{len(shards):04d}.faiss')); faiss.write_index(shard, shards[-1]); del shard
+            say(f"  added {min(n, s0 + shard_rows):,} vectors")
+    return shards
+
 class OnDiskIndex:
     "IVF-PQ codes in on-disk inverted lists; the shortlist re-ranked by compact codes held in memory, its best few by float16 vectors read from disk."
     INDEX, LISTS, VECTORS, CODEC, CODES, META = 'index.faiss', 'lists.ivfdata', 'vectors.f16', 'codec.faiss', 'codes.bin', 'meta.json'
@@ -254,49 +335,9 @@ class OnDiskIndex:
         tmp.mkdir()
         say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
         try:
-            t = {'write_s': 0.}
-            t0 = time.perf_counter()
-            rng, n, d, keys, sample = np.random.default_rng(seed), 0, None, np.zeros(0), None
-            with open(tmp/cls.VECTORS, 'wb') as f:
-                it = iter(chunks)
-                while True:
-                    tw = time.perf_counter()
-                    try: X = next(it)
-                    except StopIteration: break
-                    t['write_s'] -= time.perf_counter() - tw  # time spent producing the chunk is the caller's
-                    X = np.asarray(X)
-                    if X.ndim != 2 or X.shape[0] == 0 or (d is not None and X.shape[1] != d):
-                        raise ValueError(f"chunk at row {n}: expected a non-empty 2-D array of {d or 'd'} columns, got shape {X.shape}.")
-                    d = X.shape[1]
-                    H = X.astype(np.float16)
-                    if not np.isfinite(H).all():
-                        raise ValueError(f"chunk at row {n}: non-finite values (or beyond float16's range); give unit vectors.")
-                    f.write(H.tobytes())
-                    # a uniform sample without replacement: keep the rows with the smallest random keys
-                    key = rng.random(len(H))
-                    if cap_size := (n_train or 300_000):  # training sample size
-                        take = key < keys.max() if len(keys) >= cap_size else np.ones(len(H), bool)
-                        if take.any():
-                            keys = np.concatenate([keys, key[take]])
-                            sample = H[take] if sample is None else np.concatenate([sample, H[take]])
-                            if len(keys) > cap_size:
-                                keep = np.argsort(keys, kind='stable')[:cap_size]
-                                keys, sample = keys[keep], sample[keep]
-                    n += len(H); say(f"  wrote {n:,} vectors")
-            if n == 0: raise ValueError("no vectors given: `chunks` was empty.")
-            t['write_s'] += time.perf_counter() - t0
-            nlist = default_nlist(n)
-            factory = factory or f'PCAR{min(256, d)},IVF{nlist},PQ{min(64, d//4)}'
-            index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-            try: ivf = faiss.extract_index_ivf(index)
-            except RuntimeError: raise ValueError(f"factory {factory!r}: an IVF index is needed, e.g. 'PCAR256,IVF4096,PQ64'.") from None
-            # training budget: 40 points per list, 12 k-means rounds; 64 points per PQ centroid (the re-ranking
-            # stage repairs what coarser codes lose, and full faiss defaults take 4x longer on 2 cores)
-            ivf.cp.seed, ivf.cp.niter, ivf.cp.max_points_per_centroid = seed, 12, 40
-            if hasattr(ivf, 'pq'): ivf.pq.cp.seed, ivf.pq.cp.max_points_per_centroid = seed, pq_points
-            t0 = time.perf_counter()
-            index.train(np.ascontiguousarray(sample, np.float32))
-            t['train_s'] = time.perf_counter() - t0
+            # pass 1: every chunk to float16 on disk, a uniform training sample kept
+            n, d, keys, sample, t = _write_vectors_and_sample(chunks, tmp/cls.VECTORS, n_train or 300_000, np.random.default_rng(seed), say)
+            index, factory, t['train_s'] = _train_ivf(sample, n, d, factory, seed, pq_points)
             say(f"  trained {factory} on {len(keys):,} vectors in {t['train_s']:.0f} s")
             faiss.write_index(index, str(tmp/'trained.faiss'))
             # compact codes of every vector, held in memory at search time: they re-rank the PQ shortlist so that
@@ -307,21 +348,9 @@ class OnDiskIndex:
             codec.train(np.ascontiguousarray(sample[:codec_train], np.float32)); del sample  # the sample is in random order
             faiss.write_index(codec, str(tmp/cls.CODEC))
             t['train_s'] += time.perf_counter() - t0
+            # pass 2: the vectors read back, encoded and added shard by shard
             t0 = time.perf_counter()
-            # read back with plain reads into a buffer, not a memory map: mapped pages would count as this
-            # process's memory (RSS) although they are the page cache's
-            V = lambda a, b: np.fromfile(tmp/cls.VECTORS, np.float16, (b - a)*d, offset=a*d*2).reshape(b - a, d)
-            shards, step = [], 100_000
-            with open(tmp/cls.CODES, 'wb') as fc:
-                for s0 in range(0, n, shard_rows):
-                    shard = faiss.read_index(str(tmp/'trained.faiss'))
-                    for s in range(s0, min(n, s0 + shard_rows), step):
-                        e = min(n, s + step, s0 + shard_rows)
-                        X = V(s, e).astype(np.float32)
-                        fc.write(codec.sa_encode(X).tobytes())
-                        shard.add_with_ids(X, np.arange(s, e, dtype=np.int64))
-                    shards.append(str(tmp/f'shard{len(shards):04d}.faiss')); faiss.write_index(shard, shards[-1]); del shard
-                    say(f"  added {min(n, s0 + shard_rows):,} vectors")
+            shards = _encode_and_add_shards(tmp, tmp/cls.VECTORS, tmp/cls.CODES, n, d, codec, shard_rows, say)
             t['add_s'] = time.perf_counter() - t0
             t0 = time.perf_counter()
             index = faiss.read_index(str(tmp/'trained.faiss'))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+from fastcore.basics import patch  # methods of AudioIndex, one cell per concern
 
 from .data import atomic_write, sha256_file
 from .store import Store, StoreError, new_stage, no_index_message, now_utc
@@ -82,7 +83,7 @@ def set_search_effort(index, effort:int):
     if isinstance(index, faiss.IndexHNSW): index.hnsw.efSearch = int(effort)
     elif isinstance(index, faiss.IndexIVF): index.nprobe = int(effort)
 
-# %% ../nbs/07b_search.ipynb #63dcf889
+# %% ../nbs/07b_search.ipynb #0f3ce40d
 def _now() -> str: return now_utc()
 
 class AudioIndex:
@@ -154,278 +155,298 @@ class AudioIndex:
         "How a file is stored: relative to the root when under it, else absolute."
         return relative_to_root(path, self.root)
 
-    # -- faiss --------------------------------------------------------------------------------------------------------
-    def _ann_cache(self) -> Path|None:
-        "Where the approximate index of this commit is cached (None for an index not loaded from disk)."
-        if self.path is None or self.commit is None: return None
-        return Path(self.path)/f'ann-{self.token}.faiss'
 
-    def faiss_index(self):
-        "The faiss index over all vectors (read from the cache of this commit, or built, on first use)."
-        kind = self.kind
-        regrown = kind == 'ivf' and len(self) > IVF_RETRAIN_GROWTH*max(self._trained_n, 1)
-        if self._faiss is None and kind != 'flat' and (cache := self._ann_cache()) is not None and cache.is_file():
-            import faiss
-            try:
-                self._faiss = faiss.read_index(str(cache))
-                self._faiss_kind, self._faiss_n = kind, self._faiss.ntotal
-                self._trained_n = len(self) if kind == 'ivf' else 0
-                if self._faiss_n != len(self): raise RuntimeError(f"{self._faiss_n} vectors, the index has {len(self)}")
-                return self._faiss
-            except RuntimeError as e:
-                warnings.warn(f"The search cache {cache} is damaged ({str(e).splitlines()[0][:100]}); rebuilt from the index.")
-                self._faiss = None
-        if self._faiss is None or self._faiss_kind != kind or regrown:
-            self._faiss = make_ann_index(int(self.model['dim']), kind, n_train=len(self))
-            self._faiss_kind, self._faiss_n = kind, 0
-            if kind == 'ivf':  # k-means cells (4 sqrt(n) of them) from a sample; later additions join the same cells
-                sample = np.random.default_rng(0).choice(len(self), min(len(self), 64*self._faiss.nlist), replace=False)
-                self._faiss.train(np.ascontiguousarray(self.vectors[np.sort(sample)])); self._trained_n = len(self)
-        if self._faiss_n < len(self):
-            self._faiss.add(np.ascontiguousarray(self.vectors[self._faiss_n:])); self._faiss_n = len(self)
-            if kind != 'flat': self._write_ann_cache()
-        return self._faiss
+# %% ../nbs/07b_search.ipynb #dbe21e8b
+@patch
+def _ann_cache(self:AudioIndex) -> Path|None:
+    "Where the approximate index of this commit is cached (None for an index not loaded from disk)."
+    if self.path is None or self.commit is None: return None
+    return Path(self.path)/f'ann-{self.token}.faiss'
 
-    def _write_ann_cache(self):
-        "Save the approximate index for this commit (temporary file + rename); a read-only or full disk only costs speed."
+@patch
+def faiss_index(self:AudioIndex):
+    "The faiss index over all vectors (read from the cache of this commit, or built, on first use)."
+    kind = self.kind
+    regrown = kind == 'ivf' and len(self) > IVF_RETRAIN_GROWTH*max(self._trained_n, 1)
+    if self._faiss is None and kind != 'flat' and (cache := self._ann_cache()) is not None and cache.is_file():
         import faiss
-        if (cache := self._ann_cache()) is None: return
-        _write_cache(cache, lambda f: faiss.write_index(self._faiss, str(f)), 'ann-*.faiss')
+        try:
+            self._faiss = faiss.read_index(str(cache))
+            self._faiss_kind, self._faiss_n = kind, self._faiss.ntotal
+            self._trained_n = len(self) if kind == 'ivf' else 0
+            if self._faiss_n != len(self): raise RuntimeError(f"{self._faiss_n} vectors, the index has {len(self)}")
+            return self._faiss
+        except RuntimeError as e:
+            warnings.warn(f"The search cache {cache} is damaged ({str(e).splitlines()[0][:100]}); rebuilt from the index.")
+            self._faiss = None
+    if self._faiss is None or self._faiss_kind != kind or regrown:
+        self._faiss = make_ann_index(int(self.model['dim']), kind, n_train=len(self))
+        self._faiss_kind, self._faiss_n = kind, 0
+        if kind == 'ivf':  # k-means cells (4 sqrt(n) of them) from a sample; later additions join the same cells
+            sample = np.random.default_rng(0).choice(len(self), min(len(self), 64*self._faiss.nlist), replace=False)
+            self._faiss.train(np.ascontiguousarray(self.vectors[np.sort(sample)])); self._trained_n = len(self)
+    if self._faiss_n < len(self):
+        self._faiss.add(np.ascontiguousarray(self.vectors[self._faiss_n:])); self._faiss_n = len(self)
+        if kind != 'flat': self._write_ann_cache()
+    return self._faiss
 
-    def search(self, Q:np.ndarray, # query vectors (nq, dim) or (dim,), unit rows
-               model:dict, # identity of the model that made Q: must be the index's
-               k:int=10, # neighbours per query
-               effort:int|None=None, # efSearch / nprobe for this call (default: the index's `search_effort`)
-              ) -> tuple[np.ndarray, np.ndarray]:
-        "Cosine distances and row numbers of the `k` nearest vectors, (nq, k) each, nearest first; -1 pads when k > n."
-        self.check_model(model)
-        if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
-        Q = l2_normalise(np.atleast_2d(np.asarray(Q, np.float32)))
-        if len(self) == 0: return np.full((len(Q), k), np.nan, np.float32), np.full((len(Q), k), -1)
-        index = self.faiss_index()
-        if self.kind != 'flat': set_search_effort(index, max(k, effort or self.search_effort) if self.kind == 'hnsw'
-                                                  else (effort or self.search_effort))
-        S, I = index.search(np.ascontiguousarray(Q), k)
-        D = np.where(I >= 0, np.maximum(1 - S, 0), np.nan).astype(np.float32)  # >= 0: no '-0.0000' from float rounding
-        return D, I
+@patch
+def _write_ann_cache(self:AudioIndex):
+    "Save the approximate index for this commit (temporary file + rename); a read-only or full disk only costs speed."
+    import faiss
+    if (cache := self._ann_cache()) is None: return
+    _write_cache(cache, lambda f: faiss.write_index(self._faiss, str(f)), 'ann-*.faiss')
 
-    def freshness(self, rows:pd.DataFrame) -> list[str]:
-        "Per row: '' when the file is as indexed, else what happened to it (marked missing, gone now, changed)."
-        out = []
-        for r in rows.to_dict('records'):
-            status, size = r.get('status') or 'ok', r.get('size')
-            if status != 'ok': out.append(f"{status} (found so by the last sync)"); continue
-            known = size is not None and not pd.isna(size)
-            if not known and self.path is None: out.append(''); continue
-            try: st = os.stat(self.resolve(r['path']))
-            except OSError: out.append('gone: the file no longer exists'); continue
-            changed = known and (int(size) != st.st_size or int(r['mtime_ns']) != st.st_mtime_ns)
-            out.append('changed since indexing: run `audio-latent sync`' if changed else '')
-        return out
+@patch
+def search(self:AudioIndex, Q:np.ndarray, # query vectors (nq, dim) or (dim,), unit rows
+           model:dict, # identity of the model that made Q: must be the index's
+           k:int=10, # neighbours per query
+           effort:int|None=None, # efSearch / nprobe for this call (default: the index's `search_effort`)
+          ) -> tuple[np.ndarray, np.ndarray]:
+    "Cosine distances and row numbers of the `k` nearest vectors, (nq, k) each, nearest first; -1 pads when k > n."
+    self.check_model(model)
+    if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
+    Q = l2_normalise(np.atleast_2d(np.asarray(Q, np.float32)))
+    if len(self) == 0: return np.full((len(Q), k), np.nan, np.float32), np.full((len(Q), k), -1)
+    index = self.faiss_index()
+    if self.kind != 'flat': set_search_effort(index, max(k, effort or self.search_effort) if self.kind == 'hnsw'
+                                              else (effort or self.search_effort))
+    S, I = index.search(np.ascontiguousarray(Q), k)
+    D = np.where(I >= 0, np.maximum(1 - S, 0), np.nan).astype(np.float32)  # >= 0: no '-0.0000' from float rounding
+    return D, I
 
-    def table(self, D:np.ndarray, I:np.ndarray) -> pd.DataFrame:
-        """One query's neighbours (1-d D, I) as a table: rank, distance, path, label (when labelled), sha256, and `note`
-        when a result's file has vanished or changed since it was indexed."""
-        keep = I >= 0
-        rows = self.files.iloc[I[keep]].reset_index(drop=True)
-        out = pd.DataFrame({'rank': np.arange(1, keep.sum()+1), 'distance': D[keep].round(4), 'path': rows.path})
-        if self.labelled: out['label'] = rows.label.fillna('').values
-        out['sha256'] = rows.sha256.values
-        notes = self.freshness(rows)
-        if any(notes): out['note'] = notes
-        return out
+@patch
+def freshness(self:AudioIndex, rows:pd.DataFrame) -> list[str]:
+    "Per row: '' when the file is as indexed, else what happened to it (marked missing, gone now, changed)."
+    out = []
+    for r in rows.to_dict('records'):
+        status, size = r.get('status') or 'ok', r.get('size')
+        if status != 'ok': out.append(f"{status} (found so by the last sync)"); continue
+        known = size is not None and not pd.isna(size)
+        if not known and self.path is None: out.append(''); continue
+        try: st = os.stat(self.resolve(r['path']))
+        except OSError: out.append('gone: the file no longer exists'); continue
+        changed = known and (int(size) != st.st_size or int(r['mtime_ns']) != st.st_mtime_ns)
+        out.append('changed since indexing: run `audio-latent sync`' if changed else '')
+    return out
 
-    def search_file(self, query:str|Path, # an audio file
-                    k:int=10, # how many neighbours
-                    embedder:str|Embedder|None=None, # default: rebuilt from the index's spec
-                    effort:int|None=None, # efSearch / nprobe when the search is approximate
-                   ) -> pd.DataFrame:
-        "The `k` indexed recordings most similar to `query`, nearest first (`QueryError` for unusable clips)."
-        if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
-        emb = self.embedder() if embedder is None else get_embedder(embedder)
-        self.check_model(identity_of(emb))  # refuse before spending time on the query
-        y = query_waveform(query)
-        q = emb.embed([y])
-        D, I = self.search(q, identity_of(emb), k, effort)
-        out = self.table(D[0], I[0])
-        out['is_query'] = out.sha256 == sha256_file(query)
-        return out
+@patch
+def table(self:AudioIndex, D:np.ndarray, I:np.ndarray) -> pd.DataFrame:
+    """One query's neighbours (1-d D, I) as a table: rank, distance, path, label (when labelled), sha256, and `note`
+    when a result's file has vanished or changed since it was indexed."""
+    keep = I >= 0
+    rows = self.files.iloc[I[keep]].reset_index(drop=True)
+    out = pd.DataFrame({'rank': np.arange(1, keep.sum()+1), 'distance': D[keep].round(4), 'path': rows.path})
+    if self.labelled: out['label'] = rows.label.fillna('').values
+    out['sha256'] = rows.sha256.values
+    notes = self.freshness(rows)
+    if any(notes): out['note'] = notes
+    return out
 
-    def embedder(self) -> Embedder:
-        "The index's embedder, rebuilt from its spec once per index object (its model is loaded once, on first use)."
-        if self._emb is None:
-            spec = self.model.get('spec')
-            if not spec: raise ValueError("This index does not record how to rebuild its model; pass `embedder=`.")
-            self._emb = get_embedder(spec)
-        return self._emb
+@patch
+def search_file(self:AudioIndex, query:str|Path, # an audio file
+                k:int=10, # how many neighbours
+                embedder:str|Embedder|None=None, # default: rebuilt from the index's spec
+                effort:int|None=None, # efSearch / nprobe when the search is approximate
+               ) -> pd.DataFrame:
+    "The `k` indexed recordings most similar to `query`, nearest first (`QueryError` for unusable clips)."
+    if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
+    emb = self.embedder() if embedder is None else get_embedder(embedder)
+    self.check_model(identity_of(emb))  # refuse before spending time on the query
+    y = query_waveform(query)
+    q = emb.embed([y])
+    D, I = self.search(q, identity_of(emb), k, effort)
+    out = self.table(D[0], I[0])
+    out['is_query'] = out.sha256 == sha256_file(query)
+    return out
 
-    # -- windows --------------------------------------------------------------------------------------------------------
-    @property
-    def has_segments(self) -> bool: return len(self.segment_vectors) > 0
+@patch
+def embedder(self:AudioIndex) -> Embedder:
+    "The index's embedder, rebuilt from its spec once per index object (its model is loaded once, on first use)."
+    if self._emb is None:
+        spec = self.model.get('spec')
+        if not spec: raise ValueError("This index does not record how to rebuild its model; pass `embedder=`.")
+        self._emb = get_embedder(spec)
+    return self._emb
 
-    def segment_faiss_index(self):
-        "The faiss index over the window vectors: exact below `ann_threshold` windows, else the index's ANN kind (cached)."
-        if self._seg_faiss is not None: return self._seg_faiss
-        import faiss
-        X, n = self.segment_vectors, len(self.segment_vectors)
-        kind = 'flat' if n < self.ann_threshold else self.ann_kind
-        cache = Path(self.path)/f'seg-ann-{self.token}.faiss' if kind != 'flat' and self.path and self.token else None
-        if cache is not None and cache.is_file():
-            try:
-                index = faiss.read_index(str(cache))
-                if index.ntotal == n: self._seg_faiss = index; return index
-            except RuntimeError: pass
-        index = make_ann_index(int(self.model['dim']), kind, n_train=n)
-        if kind == 'ivf':
-            sample = np.random.default_rng(0).choice(n, min(n, 64*index.nlist), replace=False)
-            index.train(np.ascontiguousarray(X[np.sort(sample)]))
-        for s in range(0, n, 100_000): index.add(np.ascontiguousarray(X[s:s+100_000]))
-        if cache is not None: _write_cache(cache, lambda f: faiss.write_index(index, str(f)), 'seg-ann-*.faiss')
-        self._seg_faiss = index
-        return index
 
-    def search_spans(self, Q:np.ndarray, # query vectors (nq, dim), unit rows
-                     model:dict, # identity of the model that made Q: must be the index's
-                     k:int=10, # files per query
-                     spans:int=1, # best non-overlapping windows per file
-                     effort:int|None=None, # efSearch / nprobe when the window search is approximate
-                    ) -> list:
-        """Per query, the `k` files whose best window is nearest, nearest first: [(file row, [(window row, distance), ...])],
-        up to `spans` windows per file that do not overlap one another, nearest first."""
-        self.check_model(model)
-        if not self.has_segments:
-            raise ValueError(f"The index{' ' + str(self.path) if self.path else ''} holds no windows (it was built before "
-                             "windows were indexed, or with a model that cannot pool them). Rebuild it to search spans: "
-                             f"`audio-latent index DIR --index {self.path or 'FOLDER'} --force`.")
-        if int(k) < 1 or int(spans) < 1: raise ValueError(f"k and spans must be at least 1, got k={k}, spans={spans}.")
-        index, n = self.segment_faiss_index(), len(self.segment_vectors)
-        if not isinstance(index, __import__('faiss').IndexFlat):
-            set_search_effort(index, max(k*spans, effort or self.search_effort) if self.ann_kind == 'hnsw' else (effort or self.search_effort))
-        f_of, a, b = self.segments.file.to_numpy(), self.segments.start_s.to_numpy(), self.segments.end_s.to_numpy()
-        n_files, out = len(np.unique(f_of)), []
-        for q in l2_normalise(np.atleast_2d(np.asarray(Q, np.float32))):
-            kk = min(n, max(64, 8*k*spans))
-            while True:  # the first k distinct files among the nearest windows are the k files with the nearest windows
-                S, I = index.search(np.ascontiguousarray(q[None]), kk)
-                hits, order = {}, []
-                for s_, i in zip(S[0], I[0]):
-                    if i < 0: continue
-                    f = int(f_of[i]); got = hits.get(f)
-                    if got is None:
-                        if len(order) == k: continue
-                        hits[f] = got = []; order.append(f)
-                    if len(got) < spans and all(b[i] <= a[j] or a[i] >= b[j] for j, _ in got): got.append((int(i), float(1 - s_)))
-                if len(order) >= min(k, n_files) or kk >= n: break
-                kk = min(n, 4*kk)
-            out.append([(f, hits[f]) for f in order])
-        return out
+# %% ../nbs/07b_search.ipynb #cc8f7411
+@patch(as_prop=True)
+def has_segments(self:AudioIndex) -> bool: return len(self.segment_vectors) > 0
 
-    def search_files(self, queries, # audio file(s) and/or folder(s) of them, or (path, start_s, end_s) tuples
-                     k:int=10, # files per query
-                     spans:int|None=None, # None: whole-file search; N: files ranked by their best window, N windows each
-                     start_s:float|None=None, end_s:float|None=None, # search with this span of every query (seconds)
-                     effort:int|None=None, # efSearch / nprobe when the search is approximate
-                     embedder:str|Embedder|None=None, # default: the index's (built once per index object)
-                     batch:int=64, # queries embedded together
-                    ) -> pd.DataFrame:
-        """Search with many queries in one go: one row per (query, hit, window) with the columns of `RESULT_COLUMNS`.
-        Queries that cannot be used are left out and listed in `.attrs['problems']` as (query, reason)."""
-        if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
-        if spans is not None and int(spans) < 1: raise ValueError(f"--spans must be at least 1, got {spans}.")
-        check_span(start_s, end_s)
-        emb = self.embedder() if embedder is None else get_embedder(embedder)
-        self.check_model(identity_of(emb))  # refuse before spending time on the queries
-        if spans is not None and not self.has_segments: self.search_spans(np.zeros((0, int(self.model['dim']))), self.identity)
-        items, problems = expand_queries(queries, start_s, end_s)
-        rows = []
-        for g in range(0, len(items), batch):
-            ok, waves = [], []
-            for path, a, b in items[g:g+batch]:
-                try: waves.append(query_waveform(path, start_s=a, end_s=b)); ok.append((path, a, b))
-                except QueryError as e: problems.append((str(path), str(e)))
-            if not ok: continue
-            Q = np.asarray(emb.embed(waves), np.float32)
-            if spans is None:
-                D, I = self.search(Q, identity_of(emb), k, effort)
-                hits = [[(int(i), [(None, float(d))]) for d, i in zip(Dq, Iq) if i >= 0] for Dq, Iq in zip(D, I)]
-            else: hits = self.search_spans(Q, identity_of(emb), k, spans, effort)
-            for (path, a, b), h in zip(ok, hits): rows += self._result_rows(path, a, b, h)
-        out = pd.DataFrame(rows, columns=RESULT_COLUMNS + ['span_rank', 'sha256', 'is_query'])
-        out = out.astype(dict(rank=int, span_rank=int, is_query=bool))
-        out.attrs['problems'] = problems
-        return out
+@patch
+def segment_faiss_index(self:AudioIndex):
+    "The faiss index over the window vectors: exact below `ann_threshold` windows, else the index's ANN kind (cached)."
+    if self._seg_faiss is not None: return self._seg_faiss
+    import faiss
+    X, n = self.segment_vectors, len(self.segment_vectors)
+    kind = 'flat' if n < self.ann_threshold else self.ann_kind
+    cache = Path(self.path)/f'seg-ann-{self.token}.faiss' if kind != 'flat' and self.path and self.token else None
+    if cache is not None and cache.is_file():
+        try:
+            index = faiss.read_index(str(cache))
+            if index.ntotal == n: self._seg_faiss = index; return index
+        except RuntimeError: pass
+    index = make_ann_index(int(self.model['dim']), kind, n_train=n)
+    if kind == 'ivf':
+        sample = np.random.default_rng(0).choice(n, min(n, 64*index.nlist), replace=False)
+        index.train(np.ascontiguousarray(X[np.sort(sample)]))
+    for s in range(0, n, 100_000): index.add(np.ascontiguousarray(X[s:s+100_000]))
+    if cache is not None: _write_cache(cache, lambda f: faiss.write_index(index, str(f)), 'seg-ann-*.faiss')
+    self._seg_faiss = index
+    return index
 
-    def _result_rows(self, query, a, b, hits:list) -> list:
-        "Rows of one query's hits (`search_spans` shape; a window of None is the whole file)."
-        files = self.files.iloc[[f for f, _ in hits]].reset_index(drop=True)
-        notes, q_sha = self.freshness(files), sha256_file(query)
-        rows = []
-        for rank, ((f, wins), r, note) in enumerate(zip(hits, files.to_dict('records'), notes), 1):
-            for j, (w, d) in enumerate(wins, 1):
-                s0, s1 = (0., float(r['seconds'])) if w is None else (float(self.segments.start_s.iat[w]), float(self.segments.end_s.iat[w]))
-                rows.append(dict(query=str(query), query_start_s=np.nan if a is None and b is None else float(a or 0.),
-                                 query_end_s=np.nan if a is None and b is None else (float(b) if b is not None else np.nan),
-                                 rank=rank, path=r['path'], start_s=round(s0, 3), end_s=round(s1, 3), distance=round(d, 4),
-                                 label=r.get('label') or '', note=note, span_rank=j, sha256=r['sha256'],
-                                 is_query=r['sha256'] == q_sha and a is None and b is None))
-        return rows
+@patch
+def search_spans(self:AudioIndex, Q:np.ndarray, # query vectors (nq, dim), unit rows
+                 model:dict, # identity of the model that made Q: must be the index's
+                 k:int=10, # files per query
+                 spans:int=1, # best non-overlapping windows per file
+                 effort:int|None=None, # efSearch / nprobe when the window search is approximate
+                ) -> list:
+    """Per query, the `k` files whose best window is nearest, nearest first: [(file row, [(window row, distance), ...])],
+    up to `spans` windows per file that do not overlap one another, nearest first."""
+    self.check_model(model)
+    if not self.has_segments:
+        raise ValueError(f"The index{' ' + str(self.path) if self.path else ''} holds no windows (it was built before "
+                         "windows were indexed, or with a model that cannot pool them). Rebuild it to search spans: "
+                         f"`audio-latent index DIR --index {self.path or 'FOLDER'} --force`.")
+    if int(k) < 1 or int(spans) < 1: raise ValueError(f"k and spans must be at least 1, got k={k}, spans={spans}.")
+    index, n = self.segment_faiss_index(), len(self.segment_vectors)
+    if not isinstance(index, __import__('faiss').IndexFlat):
+        set_search_effort(index, max(k*spans, effort or self.search_effort) if self.ann_kind == 'hnsw' else (effort or self.search_effort))
+    f_of, a, b = self.segments.file.to_numpy(), self.segments.start_s.to_numpy(), self.segments.end_s.to_numpy()
+    n_files, out = len(np.unique(f_of)), []
+    for q in l2_normalise(np.atleast_2d(np.asarray(Q, np.float32))):
+        kk = min(n, max(64, 8*k*spans))
+        while True:  # the first k distinct files among the nearest windows are the k files with the nearest windows
+            S, I = index.search(np.ascontiguousarray(q[None]), kk)
+            hits, order = {}, []
+            for s_, i in zip(S[0], I[0]):
+                if i < 0: continue
+                f = int(f_of[i]); got = hits.get(f)
+                if got is None:
+                    if len(order) == k: continue
+                    hits[f] = got = []; order.append(f)
+                if len(got) < spans and all(b[i] <= a[j] or a[i] >= b[j] for j, _ in got): got.append((int(i), float(1 - s_)))
+            if len(order) >= min(k, n_files) or kk >= n: break
+            kk = min(n, 4*kk)
+        out.append([(f, hits[f]) for f in order])
+    return out
 
-    # -- growing in memory ---------------------------------------------------------------------------------------------
-    def add_vectors(self, X:np.ndarray, # (m, dim) unit rows
-                    files:pd.DataFrame, # path, sha256, seconds, label for each row
-                    model:dict, # identity of the model that made X
-                   ):
-        "Append vectors in memory (refused if another model made them); the faiss index is extended, not rebuilt."
-        self.check_model(model)
-        X = np.asarray(X, np.float32)
-        if len(X) != len(files): raise ValueError(f"{len(X)} vectors but {len(files)} files.")
-        self.vectors = np.concatenate([self.vectors, X]) if len(self.vectors) else np.ascontiguousarray(X)
-        self.files = pd.concat([self.files, files], ignore_index=True)
-        self.updated, self.commit, self.token = _now(), None, None  # no longer the committed version: not cached as such
+@patch
+def search_files(self:AudioIndex, queries, # audio file(s) and/or folder(s) of them, or (path, start_s, end_s) tuples
+                 k:int=10, # files per query
+                 spans:int|None=None, # None: whole-file search; N: files ranked by their best window, N windows each
+                 start_s:float|None=None, end_s:float|None=None, # search with this span of every query (seconds)
+                 effort:int|None=None, # efSearch / nprobe when the search is approximate
+                 embedder:str|Embedder|None=None, # default: the index's (built once per index object)
+                 batch:int=64, # queries embedded together
+                ) -> pd.DataFrame:
+    """Search with many queries in one go: one row per (query, hit, window) with the columns of `RESULT_COLUMNS`.
+    Queries that cannot be used are left out and listed in `.attrs['problems']` as (query, reason)."""
+    if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
+    if spans is not None and int(spans) < 1: raise ValueError(f"--spans must be at least 1, got {spans}.")
+    check_span(start_s, end_s)
+    emb = self.embedder() if embedder is None else get_embedder(embedder)
+    self.check_model(identity_of(emb))  # refuse before spending time on the queries
+    if spans is not None and not self.has_segments: self.search_spans(np.zeros((0, int(self.model['dim']))), self.identity)
+    items, problems = expand_queries(queries, start_s, end_s)
+    rows = []
+    for g in range(0, len(items), batch):
+        ok, waves = [], []
+        for path, a, b in items[g:g+batch]:
+            try: waves.append(query_waveform(path, start_s=a, end_s=b)); ok.append((path, a, b))
+            except QueryError as e: problems.append((str(path), str(e)))
+        if not ok: continue
+        Q = np.asarray(emb.embed(waves), np.float32)
+        if spans is None:
+            D, I = self.search(Q, identity_of(emb), k, effort)
+            hits = [[(int(i), [(None, float(d))]) for d, i in zip(Dq, Iq) if i >= 0] for Dq, Iq in zip(D, I)]
+        else: hits = self.search_spans(Q, identity_of(emb), k, spans, effort)
+        for (path, a, b), h in zip(ok, hits): rows += self._result_rows(path, a, b, h)
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS + ['span_rank', 'sha256', 'is_query'])
+    out = out.astype(dict(rank=int, span_rank=int, is_query=bool))
+    out.attrs['problems'] = problems
+    return out
 
-    # -- disk ---------------------------------------------------------------------------------------------------------
-    def save(self, path:str|Path) -> Path:
-        "Write the whole index to the store in `path` as a new build, made live in one transaction (the old one stays until then)."
-        with Store.create(path) as s, s.write():
-            settings = dict(self.settings, **({'segments': self.segment_settings} if self.segment_settings else {}))
-            b = s.new_build(self.model, self.root, settings, live=False)
-            by_file = {f: g.index.to_numpy() for f, g in self.segments.groupby('file')}
-            s.put(b, [dict({c: r.get(c) for c in ('path', 'size', 'mtime_ns', 'sha256', 'seconds', 'label', 'status')},
-                           vector=self.vectors[i], segments=None if i not in by_file else
-                           (self.segments.start_s.to_numpy()[by_file[i]], self.segments.end_s.to_numpy()[by_file[i]],
-                            self.segment_vectors[by_file[i]])) for i, r in enumerate(self.files.to_dict('records'))])
-            s.promote(b)
-        return Path(path)
+@patch
+def _result_rows(self:AudioIndex, query, a, b, hits:list) -> list:
+    "Rows of one query's hits (`search_spans` shape; a window of None is the whole file)."
+    files = self.files.iloc[[f for f, _ in hits]].reset_index(drop=True)
+    notes, q_sha = self.freshness(files), sha256_file(query)
+    rows = []
+    for rank, ((f, wins), r, note) in enumerate(zip(hits, files.to_dict('records'), notes), 1):
+        for j, (w, d) in enumerate(wins, 1):
+            s0, s1 = (0., float(r['seconds'])) if w is None else (float(self.segments.start_s.iat[w]), float(self.segments.end_s.iat[w]))
+            rows.append(dict(query=str(query), query_start_s=np.nan if a is None and b is None else float(a or 0.),
+                             query_end_s=np.nan if a is None and b is None else (float(b) if b is not None else np.nan),
+                             rank=rank, path=r['path'], start_s=round(s0, 3), end_s=round(s1, 3), distance=round(d, 4),
+                             label=r.get('label') or '', note=note, span_rank=j, sha256=r['sha256'],
+                             is_query=r['sha256'] == q_sha and a is None and b is None))
+    return rows
 
-    @classmethod
-    def load(cls, path:str|Path) -> 'AudioIndex':
-        "The live build of the index in `path`, all read from one commit (`StoreError` with the fix if it cannot be)."
-        path = Path(path)
-        with Store(path, readonly=True) as s, s.snapshot():
-            b = s.build()
-            if b is None: raise StoreError(f"{path} holds no index yet (its first `index` run stopped before committing "
-                                           "anything). Run `audio-latent index DIR --index FOLDER` again.")
-            files, commit, token, dim = s.files(b['id']), s.commit(), s.token(), int(b['model']['dim'])
-            X = _cached_vectors(path/f'vectors-{token}.npy', (len(files), dim))
-            fresh = X is None
-            if fresh: X = s.vectors(b['id'], dim)
-            segs = s.segments(b['id'])
-            SX = _cached_vectors(path/f'segments-{token}.npy', (len(segs), dim)) if len(segs) else np.zeros((0, dim), np.float32)
-            seg_fresh = SX is None
-            if seg_fresh: SX = s.segment_vectors(b['id'], dim)
-        if fresh: _write_cache(path/f'vectors-{token}.npy', lambda f: _save_npy(f, X), 'vectors-*.npy')
-        if seg_fresh: _write_cache(path/f'segments-{token}.npy', lambda f: _save_npy(f, SX), 'segments-*.npy')
-        segs['file'] = pd.Index(files.path).get_indexer(segs.path)  # paths are unique in a build
-        secs = files.seconds.to_numpy(float)[segs.file.to_numpy()] if len(segs) else np.zeros(0)
-        segs['end_s'] = np.where(np.isfinite(secs), np.minimum(segs.end_s, secs), segs.end_s)  # the padding is no sound
-        segs = segs[['file', 'start_s', 'end_s']]
-        st = b['settings']
-        index = cls(b['model'], X, files, b['root'], st.get('ann_threshold', ANN_THRESHOLD), st.get('ann_kind', ANN_KIND),
-                    st.get('search_effort'), segs, SX, st.get('segments'))
-        index.created, index.updated, index.state = b['created'], b['updated'], b['state']
-        index.path, index.build, index.commit, index.token = str(path), b['id'], commit, token
-        return index
 
+# %% ../nbs/07b_search.ipynb #7bae8e3f
+@patch
+def add_vectors(self:AudioIndex, X:np.ndarray, # (m, dim) unit rows
+                files:pd.DataFrame, # path, sha256, seconds, label for each row
+                model:dict, # identity of the model that made X
+               ):
+    "Append vectors in memory (refused if another model made them); the faiss index is extended, not rebuilt."
+    self.check_model(model)
+    X = np.asarray(X, np.float32)
+    if len(X) != len(files): raise ValueError(f"{len(X)} vectors but {len(files)} files.")
+    self.vectors = np.concatenate([self.vectors, X]) if len(self.vectors) else np.ascontiguousarray(X)
+    self.files = pd.concat([self.files, files], ignore_index=True)
+    self.updated, self.commit, self.token = _now(), None, None  # no longer the committed version: not cached as such
+
+
+# %% ../nbs/07b_search.ipynb #380a27a7
+@patch
+def save(self:AudioIndex, path:str|Path) -> Path:
+    "Write the whole index to the store in `path` as a new build, made live in one transaction (the old one stays until then)."
+    with Store.create(path) as s, s.write():
+        settings = dict(self.settings, **({'segments': self.segment_settings} if self.segment_settings else {}))
+        b = s.new_build(self.model, self.root, settings, live=False)
+        by_file = {f: g.index.to_numpy() for f, g in self.segments.groupby('file')}
+        s.put(b, [dict({c: r.get(c) for c in ('path', 'size', 'mtime_ns', 'sha256', 'seconds', 'label', 'status')},
+                       vector=self.vectors[i], segments=None if i not in by_file else
+                       (self.segments.start_s.to_numpy()[by_file[i]], self.segments.end_s.to_numpy()[by_file[i]],
+                        self.segment_vectors[by_file[i]])) for i, r in enumerate(self.files.to_dict('records'))])
+        s.promote(b)
+    return Path(path)
+
+@patch(cls_method=True)
+def load(cls:AudioIndex, path:str|Path) -> 'AudioIndex':
+    "The live build of the index in `path`, all read from one commit (`StoreError` with the fix if it cannot be)."
+    path = Path(path)
+    with Store(path, readonly=True) as s, s.snapshot():
+        b = s.build()
+        if b is None: raise StoreError(f"{path} holds no index yet (its first `index` run stopped before committing "
+                                       "anything). Run `audio-latent index DIR --index FOLDER` again.")
+        files, commit, token, dim = s.files(b['id']), s.commit(), s.token(), int(b['model']['dim'])
+        X = _cached_vectors(path/f'vectors-{token}.npy', (len(files), dim))
+        fresh = X is None
+        if fresh: X = s.vectors(b['id'], dim)
+        segs = s.segments(b['id'])
+        SX = _cached_vectors(path/f'segments-{token}.npy', (len(segs), dim)) if len(segs) else np.zeros((0, dim), np.float32)
+        seg_fresh = SX is None
+        if seg_fresh: SX = s.segment_vectors(b['id'], dim)
+    if fresh: _write_cache(path/f'vectors-{token}.npy', lambda f: _save_npy(f, X), 'vectors-*.npy')
+    if seg_fresh: _write_cache(path/f'segments-{token}.npy', lambda f: _save_npy(f, SX), 'segments-*.npy')
+    segs['file'] = pd.Index(files.path).get_indexer(segs.path)  # paths are unique in a build
+    secs = files.seconds.to_numpy(float)[segs.file.to_numpy()] if len(segs) else np.zeros(0)
+    segs['end_s'] = np.where(np.isfinite(secs), np.minimum(segs.end_s, secs), segs.end_s)  # the padding is no sound
+    segs = segs[['file', 'start_s', 'end_s']]
+    st = b['settings']
+    index = cls(b['model'], X, files, b['root'], st.get('ann_threshold', ANN_THRESHOLD), st.get('ann_kind', ANN_KIND),
+                st.get('search_effort'), segs, SX, st.get('segments'))
+    index.created, index.updated, index.state = b['created'], b['updated'], b['state']
+    index.path, index.build, index.commit, index.token = str(path), b['id'], commit, token
+    return index
+
+
+# %% ../nbs/07b_search.ipynb #63c5c5d1
 def _cached_vectors(file:Path, shape:tuple) -> np.ndarray|None:
     "The memory-mapped vectors cache of a commit, or None (absent, or damaged: then with a warning)."
     if not file.is_file(): return None
@@ -460,6 +481,7 @@ def relative_to_root(path:str|Path, root:str|None) -> str:
 
 def _describe(identity:dict) -> str:
     return f"{identity['name']} (version {identity['version']}, pooling {identity['pooling']!r}, {identity['dim']}-d)"
+
 
 # %% ../nbs/07b_search.ipynb #c46f988a
 def _hash_files(paths:list, progress:bool=True) -> list:
