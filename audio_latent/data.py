@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['ESC50_URL', 'ESC50_META_SHA256', 'ESC50_ENV', 'SUPERCLASS_NAMES', 'SUBCLASS_NAMES', 'AUDIO_EXTENSIONS',
-           'project_root', 'reports_dir', 'cache_dir', 'atomic_write', 'sha256_file', 'download_file', 'download_esc50',
-           'find_esc50', 'thesis_subclass_code', 'esc50_catalogue', 'subset_catalogue', 'AudioError', 'load_audio',
-           'n_patches', 'pad_to_patches', 'decode_clips', 'load_esc50_audio']
+           'PATCH_SAMPLES', 'HOP_SAMPLES', 'project_root', 'reports_dir', 'cache_dir', 'atomic_write', 'sha256_file',
+           'download_file', 'download_esc50', 'find_esc50', 'thesis_subclass_code', 'esc50_catalogue',
+           'subset_catalogue', 'AudioError', 'load_audio', 'n_patches', 'pad_to_patches', 'decode_clips',
+           'load_esc50_audio']
 
 # %% ../nbs/00_data.ipynb #423d8227
 def project_root(start:str|Path|None=None, # where to start looking (default: the working directory)
@@ -210,13 +211,17 @@ def load_audio(path:str|Path, # any file soundfile reads (wav, flac, ogg, aiff, 
     return np.clip(y, -1., 1.)
 
 # %% ../nbs/00_data.ipynb #27ab3085
-def n_patches(n_samples:int, patch_samples:int=15600, hop_samples:int=7680) -> int:
+# YAMNet's analysis patch at 16 kHz, the one source of the patch geometry: 0.96 s of 10 ms frames plus the tail of the
+# last 25 ms STFT window (15600 samples), a new patch every 0.48 s (7680); `yamnet.YAMNetParams` derives the same
+PATCH_SAMPLES, HOP_SAMPLES = 15600, 7680
+
+def n_patches(n_samples:int, patch_samples:int=PATCH_SAMPLES, hop_samples:int=HOP_SAMPLES) -> int:
     "How many patches cover `n_samples` once padded."
     return 1 + int(np.ceil(max(n_samples - patch_samples, 0) / hop_samples))
 
 def pad_to_patches(y:np.ndarray, # waveform(s), samples on the last axis
-                   patch_samples:int=15600, # samples in one analysis patch (0.975 s at 16 kHz)
-                   hop_samples:int=7680, # samples between patch starts (0.48 s at 16 kHz)
+                   patch_samples:int=PATCH_SAMPLES, # samples in one analysis patch (0.975 s at 16 kHz)
+                   hop_samples:int=HOP_SAMPLES, # samples between patch starts (0.48 s at 16 kHz)
                   ) -> np.ndarray:
     "Zero-pad the last axis so whole patches cover it (at least one)."
     n = y.shape[-1]

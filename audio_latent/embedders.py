@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import pad_to_patches, sha256_file
+from .data import pad_to_patches, sha256_file, PATCH_SAMPLES, HOP_SAMPLES
 
 # %% auto #0
 __all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'l2_normalise', 'patch_chunks', 'Embedder', 'LogMelStatsEmbedder', 'YamnetEmbedder',
@@ -23,8 +23,8 @@ def l2_normalise(X:np.ndarray, # vectors, one per row
     return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), eps)
 
 def patch_chunks(blocks, # consecutive waveform blocks (any lengths)
-                 patch:int=15600, # samples per patch
-                 hop:int=7680, # samples between patch starts
+                 patch:int=PATCH_SAMPLES, # samples per patch
+                 hop:int=HOP_SAMPLES, # samples between patch starts
                  per_chunk:int=64, # patches per chunk
                 ):
     """Yield `(chunk, n_patches, last)`: waveform pieces that hold whole patches, overlapping by `patch - hop`.
@@ -54,7 +54,7 @@ class Embedder:
     def embed(self, waveforms:list, on_units=None) -> np.ndarray: raise NotImplementedError
     def embed_long(self, blocks, on_units=None) -> np.ndarray:
         "One recording given as waveform blocks -> its vector. This default joins them (memory grows with length)."
-        y = pad_to_patches(np.concatenate(list(blocks)), 15600, 7680)
+        y = pad_to_patches(np.concatenate(list(blocks)), PATCH_SAMPLES, HOP_SAMPLES)
         if on_units is None: return self.embed([y])[0]
         return self.embed([y], on_units=lambda i, U: on_units(U))[0]
     @property

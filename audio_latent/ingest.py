@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import AudioError, pad_to_patches
+from .data import AudioError, pad_to_patches, PATCH_SAMPLES, HOP_SAMPLES
 from .embedders import Embedder, get_embedder, l2_normalise
 
 # %% auto #0
-__all__ = ['FFMPEG_SUFFIXES', 'PATCH_SAMPLES', 'HOP_SAMPLES', 'SR', 'SILENCE_DBFS', 'BLOCK_SECONDS', 'LONG_SECONDS',
-           'TRUNCATION_TOLERANCE', 'SEGMENT_WINDOW', 'STAGE_ROWS', 'audio_suffixes', 'ffmpeg_path', 'scan_sources',
-           'find_audio_files', 'QueryError', 'rms_dbfs', 'wav_declared_frames', 'ogg_complete', 'decode_blocks',
-           'decode_audio', 'check_span', 'query_waveform', 'embed_files', 'segment_hop', 'supports_segments',
-           'segment_starts', 'window_span_s', 'SegmentCollector', 'SegmentPooler', 'read_labels']
+__all__ = ['FFMPEG_SUFFIXES', 'SR', 'SILENCE_DBFS', 'BLOCK_SECONDS', 'LONG_SECONDS', 'TRUNCATION_TOLERANCE', 'SEGMENT_WINDOW',
+           'STAGE_ROWS', 'audio_suffixes', 'ffmpeg_path', 'scan_sources', 'find_audio_files', 'QueryError', 'rms_dbfs',
+           'wav_declared_frames', 'ogg_complete', 'decode_blocks', 'decode_audio', 'check_span', 'query_waveform',
+           'embed_files', 'segment_hop', 'supports_segments', 'segment_starts', 'window_span_s', 'SegmentCollector',
+           'SegmentPooler', 'read_labels']
 
 # %% ../nbs/07_ingest.ipynb #a3215a94
 _SUFFIXES = {'WAV': 'wav wave', 'WAVEX': 'wav', 'FLAC': 'flac', 'OGG': 'ogg oga opus', 'MP3': 'mp3',
@@ -89,7 +89,7 @@ def find_audio_files(folder:str|Path, # searched recursively
     return scan_sources(folder)[0]
 
 # %% ../nbs/07_ingest.ipynb #ca8e0e17
-PATCH_SAMPLES, HOP_SAMPLES, SR = 15600, 7680, 16000
+SR = 16000  # the sample rate every embedder reads; the patch geometry is `data.PATCH_SAMPLES`, `data.HOP_SAMPLES`
 SILENCE_DBFS = -70.  # RMS below this (re full scale) is silence: the noise floor of 16-bit audio is about -96 dBFS
 BLOCK_SECONDS = 10.  # decoded at a time
 LONG_SECONDS = 60.   # longer recordings are embedded in a stream of patch chunks (memory bounded by the chunk)
