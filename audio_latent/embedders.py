@@ -59,8 +59,8 @@ class Embedder:
         return self.embed([y], on_units=lambda i, U: on_units(U))[0]
     @property
     def identity(self) -> dict:
-        "What must agree for two vectors to be comparable."
-        return dict(name=self.name, version=str(self.version), pooling=self.pooling, dim=int(self.dim))
+        "What must agree for two vectors to be comparable (`identity_of`, which also serves embedders of other classes)."
+        return identity_of(self)
     def __repr__(self): return f"{type(self).__name__}({self.name} {self.version}, pooling={self.pooling!r}, dim={self.dim})"
 
 # %% ../nbs/07_embedders.ipynb #e95d90e0
