@@ -12,8 +12,8 @@ import numpy as np
 from .data import pad_to_patches, sha256_file, PATCH_SAMPLES, HOP_SAMPLES
 
 # %% auto #0
-__all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'l2_normalise', 'patch_chunks', 'Embedder', 'LogMelStatsEmbedder', 'YamnetEmbedder',
-           'register_embedder', 'get_embedder', 'identity_of']
+__all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'l2_normalise', 'patch_chunks', 'identity_of', 'Embedder', 'LogMelStatsEmbedder',
+           'YamnetEmbedder', 'register_embedder', 'get_embedder']
 
 # %% ../nbs/07_embedders.ipynb #50395e26
 def l2_normalise(X:np.ndarray, # vectors, one per row
@@ -43,6 +43,10 @@ def patch_chunks(blocks, # consecutive waveform blocks (any lengths)
     if rest > 0:
         size = patch + (rest - 1)*hop
         yield np.pad(buf, (0, size - len(buf))), rest, True
+
+def identity_of(embedder) -> dict:
+    "name, version, pooling, dim of any embedder-like object."
+    return dict(name=embedder.name, version=str(embedder.version), pooling=embedder.pooling, dim=int(embedder.dim))
 
 class Embedder:
     "Base class: subclasses set `name`, `version`, `pooling`, `dim`, `spec` and implement `embed`."
@@ -220,7 +224,3 @@ def get_embedder(spec:str|Embedder='yamnet', # registered name, `package.module:
         try: emb.spec = spec
         except AttributeError: pass
     return emb
-
-def identity_of(embedder) -> dict:
-    "name, version, pooling, dim of any embedder-like object."
-    return dict(name=embedder.name, version=str(embedder.version), pooling=embedder.pooling, dim=int(embedder.dim))
