@@ -26,7 +26,8 @@ class Browser:
             if m := re.search(r'DevTools listening on ws://[^:]+:(\d+)/', line): port = int(m.group(1))
         assert port, 'chromium did not start its DevTools server'
         pages = json.load(urllib.request.urlopen(f'http://127.0.0.1:{port}/json/list', timeout=10))
-        self.ws = websocket.create_connection([p for p in pages if p['type'] == 'page'][0]['webSocketDebuggerUrl'], timeout=30)
+        self.ws = websocket.create_connection([p for p in pages if p['type'] == 'page'][0]['webSocketDebuggerUrl'], timeout=30,
+                                           suppress_origin=True)  # Chromium refuses DevTools websockets that name an origin
         self.next_id, self.events = 0, []
         for domain in ('Page', 'Runtime', 'Log'): self.call(f'{domain}.enable')
         self.call('Emulation.setDeviceMetricsOverride', width=width, height=height, deviceScaleFactor=1, mobile=False)
