@@ -382,8 +382,6 @@ def main(argv:list|None=None)->int:
     print("    step_cpu_s: {" + ', '.join(f"{k}: {v}" for k, v in costs.items()) + "}")
     return 0
 
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())
-
 # %% ../nbs/05b_thesis_models.ipynb #a56946ac
 def call_counts(config:ThesisModelsConfig, # the profile's settings
                )->dict: # calls per model: 'select', 'untrained', 'final' (without the curve run), 'curve'
@@ -443,3 +441,6 @@ def equal_budget_table(results:pd.DataFrame, # this track's tidy rows
         out['untrained_folds'] = start.fold.nunique()
         out['gain_over_untrained'] = out.accuracy - out.untrained_accuracy
     return out.sort_values('accuracy', ascending=False)
+
+# last in the module, so that `python -m` sees every function (a notebook kernel also calls itself __main__, but has no __file__)
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())

@@ -102,6 +102,26 @@ def test_thesis_profile_runs_as_written_for_every_model():
           {k: (round(v['s_per_step'], 1), round(v['peak_mb'])) for k, v in facts.items()})
 
 
+def test_cost_command_projects_a_model_of_the_tiny_profile():
+    """`python -m audio_latent.thesis_models cost` as a user runs it: times each kind of call of one model on real
+    clips and prints its projection (the module's entry point must come after every function it calls)."""
+    import os, subprocess, sys
+    out = subprocess.run([sys.executable, '-m', 'audio_latent.thesis_models', 'cost', '--profile', 'tiny', '--models', 'triplet/model1'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, 'PYTHONHASHSEED': '0'})
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = out.stdout.splitlines()
+    assert table[0].startswith('profile tiny, fold 1'), out.stdout
+    header, row = table[1].split(), table[2].split()
+    assert row[0] == 'triplet/model1' and len(row) == len(header) + 1, out.stdout
+    got = dict(zip(header, map(float, row[1:])))
+    # tiny: 1 fold, 2 rates -> 2 selection runs; 2 seeds, one of them the curve run; 1 untrained pass
+    assert (got['n_select'], got['n_final'], got['n_curve'], got['n_untrained']) == (2, 1, 1, 1), got
+    assert got['projected_s'] >= got['select_s'] * 2 + got['final_s'] > 0, got
+    bad = subprocess.run([sys.executable, '-m', 'audio_latent.thesis_models', 'cost', '--profile', 'tiny', '--models', 'triplet/model9'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and '--models triplet/model9' in bad.stderr, bad.stderr[-2000:]
+
+
 THESIS_TABLES = [('2', f'A.{i}') for i in range(1, 11)] + [('1', t) for t in ('4.4', '4.5', '4.7', '4.8', 'C.1', 'C.2', 'C.3', 'C.4')]
 
 def test_committed_report_has_rows_of_ours_in_every_thesis_table():
