@@ -15,6 +15,7 @@ from keras import layers
 from tqdm.auto import tqdm
 
 from . import losses as losses_module
+from .encoders import THESIS_MODEL_TABLE, MODEL_NAMES, BandStandardiser, pool_time, thesis_input, build_model, input_kind
 from .losses import (LOSSES, make_loss, additive_noise, random_masking, spec_augment, random_time_crop,
                                  patch_dropout)
 from .retrieval import (DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
@@ -24,184 +25,12 @@ from .experiment import (load_settings, inner_validation_fold, code_hash, run_id
                                      record_runs)
 
 # %% auto #0
-__all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'SCALERS', 'THESIS_TRIPLET_MODELS', 'THESIS_CONTRASTIVE_MODELS',
-           'LEARNED_FAMILIES', 'FAMILIES', 'BandStandardiser', 'pool_time', 'thesis_input', 'thesis_model',
-           'thesis_model_parameters', 'resnet', 'temporal_cnn', 'MaskedPatchPooling', 'patch_head', 'input_kind',
-           'build_model', 'epoch_batches', 'make_augment', 'train_step', 'fit_embedding', 'embed', 'held_out_triplets',
-           'triplet_outcome', 'triplet_scores', 'triplet_score_rows', 'appendix_table', 'run_inputs',
-           'model_input_shape', 'representation_name', 'MLConfig', 'load_config', 'train_fold', 'training_code',
-           'clips_id', 'inputs_id', 'fold_run', 'select_epochs', 'train_family', 'family_record', 'fold_accuracy',
-           'yamnet_baselines', 'run_metric_learning', 'load_data']
-
-# %% ../nbs/05_metric_learning.ipynb #295b3996
-class BandStandardiser:
-    "Per-band standardisation of spectrograms `(n, frames, bands)`, fitted on training clips only."
-    def fit(self, X:np.ndarray): # (n, frames, bands) training spectrograms
-        self.mean_ = X.mean(axis=(0, 1)); self.std_ = X.std(axis=(0, 1)) + 1e-6
-        return self
-    def transform(self, X:np.ndarray)->np.ndarray: return ((X - self.mean_) / self.std_).astype(np.float32)
-
-def pool_time(S:np.ndarray, # (n, frames, bands) spectrograms
-              factor:int=2, # frames averaged into one
-             )->np.ndarray: # (n, frames // factor, bands)
-    "Average every `factor` consecutive frames (a 10 ms hop becomes 10*factor ms)."
-    if factor == 1: return S
-    n = S.shape[1] // factor * factor
-    return S[:, :n].reshape(S.shape[0], n // factor, factor, S.shape[2]).mean(2)
-
-def thesis_input(S:np.ndarray, # (n, frames, bands) log-mel spectrograms
-                 size:tuple=(30, 30), # (time cells, band cells)
-                )->np.ndarray: # (n, *size, 1) float32 images
-    "Area-average spectrograms to the small image the thesis's Model1-6 take."
-    return tf.image.resize(np.asarray(S, np.float32)[..., None], size, method='area').numpy()
-
-# %% ../nbs/05_metric_learning.ipynb #689c7433
-THESIS_MODEL_TABLE = {
-    'model1': dict(convs=(32, 64), linears=(128,), params_m=7.4),
-    'model2': dict(convs=(32, 64, 128), linears=(512, 256, 128), params_m=59.5),
-    'model3': dict(convs=(32, 64, 128, 128), linears=(512, 256, 128), params_m=59.6),
-    'model4': dict(convs=(32, 64, 128, 128), linears=(1024, 512, 256, 128), params_m=119.5),
-    'model5': dict(convs=(32, 64, 128, 128, 64), linears=(2048, 1024, 512, 256, 128), params_m=121.6),
-    'model6': dict(convs=(32, 64, 128, 64), linears=(1024, 256, 128), params_m=59.7, batchnorm=True, leaky=True),
-}
-
-def thesis_model(name:str, # 'model1' ... 'model6'
-                 input_shape:tuple=(30, 30, 1), # (time cells, band cells, 1)
-                 dropout:float=0.5, # rate of the Dropout2d after the last convolution
-                )->keras.Model: # image -> 128-d embedding
-    "The second thesis's triplet-loss CNNs, as its tables describe them."
-    if name not in THESIS_MODEL_TABLE: raise ValueError(f"model={name!r}: choose one of {list(THESIS_MODEL_TABLE)}")
-    spec = THESIS_MODEL_TABLE[name]
-    act = (lambda: layers.LeakyReLU(0.01)) if spec.get('leaky') else (lambda: layers.ReLU())
-    x = inputs = keras.Input(input_shape)
-    for channels in spec['convs']:
-        x = act()(layers.Conv2D(channels, 1)(x))
-        if spec.get('batchnorm'): x = layers.MaxPooling2D(1, 1)(layers.BatchNormalization()(x))
-    if not spec.get('batchnorm'): x = layers.MaxPooling2D(1, 1)(x)
-    x = layers.Flatten()(layers.SpatialDropout2D(dropout)(x))
-    for i, units in enumerate(spec['linears']):
-        last = i == len(spec['linears']) - 1
-        if spec.get('leaky') and i > 0: x = layers.Dropout(dropout)(x) if not last else x
-        x = layers.Dense(units)(x)
-        if spec.get('leaky'): x = act()(x)
-        elif not last: x = layers.ReLU()(x)
-    return keras.Model(inputs, x, name=name)
-
-# %% ../nbs/05_metric_learning.ipynb #c0f8de0c
-def thesis_model_parameters(name:str, # 'model1' ... 'model6'
-                            input_shape:tuple=(30, 30, 1), # as for `thesis_model`
-                           )->int: # number of parameters (trainable and batch-norm statistics)
-    "Parameter count of a thesis model, from its table (no weights are built)."
-    spec = THESIS_MODEL_TABLE[name]; channels = input_shape[-1]; count = 0
-    for c in spec['convs']:
-        count += channels * c + c + (4 * c if spec.get('batchnorm') else 0); channels = c
-    width = channels * int(np.prod(input_shape[:-1]))
-    for units in spec['linears']: count += width * units + units; width = units
-    return count
-
-# %% ../nbs/05_metric_learning.ipynb #19131864
-def _conv_bn(x, filters, kernel, stride=1, relu=True):
-    if kernel > 1 and stride > 1: x = layers.ZeroPadding2D(kernel // 2)(x); padding = 'valid'
-    else: padding = 'same'
-    x = layers.BatchNormalization(epsilon=1e-5)(layers.Conv2D(filters, kernel, stride, padding, use_bias=False)(x))
-    return layers.ReLU()(x) if relu else x
-
-def _basic_block(x, filters, stride):
-    shortcut = x
-    y = _conv_bn(x, filters, 3, stride)
-    y = _conv_bn(y, filters, 3, 1, relu=False)
-    if stride != 1 or x.shape[-1] != filters: shortcut = _conv_bn(x, filters, 1, stride, relu=False)
-    return layers.ReLU()(layers.Add()([y, shortcut]))
-
-def _bottleneck_block(x, filters, stride):
-    shortcut = x
-    y = _conv_bn(x, filters, 1)
-    y = _conv_bn(y, filters, 3, stride)
-    y = _conv_bn(y, 4 * filters, 1, relu=False)
-    if stride != 1 or x.shape[-1] != 4 * filters: shortcut = _conv_bn(x, 4 * filters, 1, stride, relu=False)
-    return layers.ReLU()(layers.Add()([y, shortcut]))
-
-RESNET_BLOCKS = {18: (_basic_block, (2, 2, 2, 2)), 34: (_basic_block, (3, 4, 6, 3)), 50: (_bottleneck_block, (3, 4, 6, 3))}
-
-def resnet(depth:int=18, # 18, 34 or 50
-           input_shape:tuple=(None, 64, 1), # (frames, bands, 1); frames may vary
-           embedding_dim:int=128, # size of the output embedding
-          )->keras.Model: # spectrogram -> embedding
-    "ResNet with a single-channel 7x7 stride-2 first convolution (the thesis's change) and a linear embedding."
-    if depth not in RESNET_BLOCKS: raise ValueError(f"depth={depth}: choose one of {list(RESNET_BLOCKS)}")
-    block, counts = RESNET_BLOCKS[depth]
-    inputs = keras.Input(input_shape)
-    x = layers.ZeroPadding2D(3)(inputs)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=False, name='conv1_1ch_7x7_s2')(x)
-    x = layers.ReLU()(layers.BatchNormalization(epsilon=1e-5)(x))
-    x = layers.MaxPooling2D(3, 2)(layers.ZeroPadding2D(1)(x))
-    for stage, n in enumerate(counts):
-        for i in range(n): x = block(x, 64 * 2 ** stage, 2 if (i == 0 and stage > 0) else 1)
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(embedding_dim)(x), name=f'resnet{depth}')
-
-# %% ../nbs/05_metric_learning.ipynb #6e0ee56e
-def temporal_cnn(n_bands:int=64, # mel bands (input channels)
-                 channels:tuple=(128, 192, 256), # channels of the conv blocks
-                 embedding_dim:int=256, # size of the output embedding
-                 dropout:float=0.3, # dropout before the embedding layer
-                )->keras.Model: # (frames, bands) -> embedding
-    "Compact 1-D CNN over time for log-mel input of any length."
-    x = inputs = keras.Input((None, n_bands))
-    for c in channels:
-        x = layers.Conv1D(c, 3, padding='same', use_bias=False)(x)
-        x = layers.MaxPooling1D(2)(layers.ReLU()(layers.BatchNormalization()(x)))
-    x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
-    return keras.Model(inputs, layers.Dense(embedding_dim)(layers.Dropout(dropout)(x)), name='tcnn')
-
-# %% ../nbs/05_metric_learning.ipynb #8d0339f5
-@keras.saving.register_keras_serializable(package='audio_latent')
-class MaskedPatchPooling(layers.Layer):
-    "Attention, mean and max pooling over patches `(batch, patches, dim)`, ignoring all-zero (dropped) patches."
-    def __init__(self, attention_units:int=128, **kw):
-        super().__init__(**kw); self.attention_units = attention_units
-    def build(self, input_shape):
-        self.score_hidden = layers.Dense(self.attention_units, activation='tanh'); self.score_hidden.build(input_shape[1])
-        self.score = layers.Dense(1); self.score.build((None, None, self.attention_units))
-    def call(self, inputs):
-        raw, h = inputs                     # raw patches (for the mask), transformed patches
-        keep = tf.cast(tf.reduce_any(tf.not_equal(raw, 0.0), axis=-1), h.dtype)[..., None]   # (b, p, 1)
-        big = 1e4 * (1.0 - keep)
-        weights = tf.nn.softmax(self.score(self.score_hidden(h)) - big, axis=1)
-        attention = tf.reduce_sum(weights * h, axis=1)
-        mean = tf.reduce_sum(keep * h, axis=1) / tf.maximum(tf.reduce_sum(keep, axis=1), 1.0)
-        maximum = tf.reduce_max(h - big, axis=1)
-        return tf.concat([attention, mean, maximum], axis=-1)
-    def get_config(self): return {**super().get_config(), 'attention_units': self.attention_units}
-
-def patch_head(input_dim:int=1024, # size of each patch embedding
-               hidden:int=256, # per-patch hidden units
-               embedding_dim:int=256, # size of the output embedding
-               dropout:float=0.3, # dropout on patches and on the pooled vector
-              )->keras.Model: # (patches, input_dim) -> embedding
-    "Learned pooling and projection of YAMNet patch embeddings."
-    patches = keras.Input((None, input_dim))
-    h = layers.Dropout(dropout)(layers.Activation('gelu')(layers.LayerNormalization()(layers.Dense(hidden)(patches))))
-    pooled = MaskedPatchPooling()([patches, h])
-    return keras.Model(patches, layers.Dense(embedding_dim)(layers.Dropout(dropout)(pooled)), name='head')
-
-# %% ../nbs/05_metric_learning.ipynb #9d014097
-MODEL_NAMES = tuple(THESIS_MODEL_TABLE) + ('resnet18', 'resnet50', 'tcnn', 'head')
-
-def input_kind(model_name:str)->str:
-    "What a model takes: 'yamnet' patches (the head), 'thesis' 30x30 images (Model1-6), else 'logmel'."
-    return 'yamnet' if model_name == 'head' else 'thesis' if model_name in THESIS_MODEL_TABLE else 'logmel'
-
-def build_model(name:str, # one of MODEL_NAMES
-                input_shape:tuple, # shape of one input, without the batch axis
-                **kw, # passed to the builder (e.g. hidden, embedding_dim, dropout)
-               )->keras.Model:
-    "Build a model by name for inputs of `input_shape`."
-    if name in THESIS_MODEL_TABLE: return thesis_model(name, input_shape, **{k: v for k, v in kw.items() if k == 'dropout'})
-    if name in ('resnet18', 'resnet50'): return resnet(int(name[6:]), input_shape)
-    if name == 'tcnn': return temporal_cnn(input_shape[-1], **{k: v for k, v in kw.items() if k in ('channels', 'embedding_dim', 'dropout')})
-    if name == 'head': return patch_head(input_shape[-1], **{k: v for k, v in kw.items() if k in ('hidden', 'embedding_dim', 'dropout')})
-    raise ValueError(f"model={name!r}: choose one of {MODEL_NAMES}")
+__all__ = ['SCALERS', 'THESIS_TRIPLET_MODELS', 'THESIS_CONTRASTIVE_MODELS', 'LEARNED_FAMILIES', 'FAMILIES', 'epoch_batches',
+           'make_augment', 'train_step', 'fit_embedding', 'embed', 'held_out_triplets', 'triplet_outcome',
+           'triplet_scores', 'triplet_score_rows', 'appendix_table', 'run_inputs', 'model_input_shape',
+           'representation_name', 'MLConfig', 'load_config', 'train_fold', 'training_code', 'clips_id', 'inputs_id',
+           'fold_run', 'select_epochs', 'train_family', 'family_record', 'fold_accuracy', 'yamnet_baselines',
+           'run_metric_learning', 'load_data']
 
 # %% ../nbs/05_metric_learning.ipynb #0d607d24
 def epoch_batches(labels:np.ndarray, # (n,) labels of the training clips
@@ -506,10 +335,10 @@ def training_code()->str:
     "code_hash of everything that determines a trained run's arrays (inputs, models, losses, training loop)."
     # hashed from the exported module (the notebook's cells have no source file for classes, and a kernel that runs
     # the notebook and one that imports the package must agree on the id, so `make report` reuses cached runs)
-    import audio_latent.metric_learning as m
-    return code_hash(m.BandStandardiser, m.pool_time, m.thesis_input, m.thesis_model, m._conv_bn, m._basic_block,
-                     m._bottleneck_block, m.resnet, m.temporal_cnn, m.MaskedPatchPooling, m.patch_head, m.input_kind,
-                     m.build_model, m.epoch_batches, m.make_augment, m.train_step, m.fit_embedding, m._unit, m.embed, m.run_inputs,
+    import audio_latent.metric_learning as m, audio_latent.encoders as e
+    return code_hash(e.BandStandardiser, e.pool_time, e.thesis_input, e.thesis_model, e._conv_bn, e._basic_block,
+                     e._bottleneck_block, e.resnet, e.temporal_cnn, e.MaskedPatchPooling, e.patch_head, e.input_kind,
+                     e.build_model, m.epoch_batches, m.make_augment, m.train_step, m.fit_embedding, m._unit, m.embed, m.run_inputs,
                      m.model_input_shape, m.train_fold, m.fold_run, losses_module)
 
 def clips_id(catalogue:pd.DataFrame)->str:

@@ -19,9 +19,9 @@ from .retrieval import (RESULT_COLUMNS, evaluate_spaces, inner_fold_score, predi
                                     write_predictions)
 from .experiment import (load_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs)
 from . import metric_learning as ml
-from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS, build_model, input_kind,
-                                          run_inputs, model_input_shape, make_augment, epoch_batches, train_step, embed,
-                                          representation_name, held_out_triplets, triplet_scores, triplet_score_rows,
+from .encoders import build_model, input_kind
+from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS, run_inputs, model_input_shape,
+                                          make_augment, epoch_batches, train_step, embed, representation_name, held_out_triplets, triplet_scores, triplet_score_rows,
                                           fold_accuracy, appendix_table, clips_id, inputs_id)
 
 # %% auto #0

@@ -55,7 +55,8 @@ def _thesis_steps(run:dict, data_dir:str) -> dict:
     import keras
     from audio_latent.data import esc50_catalogue, load_esc50_audio
     from audio_latent.features import logmel
-    from audio_latent.metric_learning import build_model, run_inputs, model_input_shape, make_augment, embed
+    from audio_latent.encoders import build_model
+    from audio_latent.metric_learning import run_inputs, model_input_shape, make_augment, embed
     from audio_latent.thesis_models import train_steps, make_loss
     cat = esc50_catalogue(data_dir)
     n_classes = 2 * run['batch_size'] // 8  # 2 batches of the thesis's size, whole P x K groups for the pk sampler
