@@ -151,21 +151,21 @@ def _search_many(a, S, queries:list) -> int:
     return 0 if not problems else 2 if res.empty else 1
 
 def _run(a) -> int:
-    from audio_latent import search as S, search_bench as B
+    from audio_latent import search as S, search_bench as B, update as U
     from audio_latent.ingest import check_span
     if a.command == 'index':
         kw = {k: v for k, v in dict(ann_threshold=a.ann_threshold, ann_kind=a.ann, search_effort=a.effort).items()
               if v is not None}
-        index = S.index_folder(a.dir, a.index, model=a.model, labels=a.labels, batch_size=a.batch_size,
+        index = U.index_folder(a.dir, a.index, model=a.model, labels=a.labels, batch_size=a.batch_size,
                                dask_client=a.dask, overwrite=a.force, progress=not a.quiet,
                                **({} if a.segment_window is None else dict(segment_window=a.segment_window)), **kw)
         _print_summary(index, 'Indexed'); print(f"Index written to {a.index}")
     elif a.command == 'add':
-        index = S.add_to_index(a.index, a.sources, labels=a.labels, batch_size=a.batch_size, dask_client=a.dask,
+        index = U.add_to_index(a.index, a.sources, labels=a.labels, batch_size=a.batch_size, dask_client=a.dask,
                                progress=not a.quiet, keep_removed=a.keep_removed)
         _print_summary(index, 'Added')
     elif a.command == 'sync':
-        index = S.sync_index(a.index, keep_removed=a.keep_removed, labels=a.labels, batch_size=a.batch_size,
+        index = U.sync_index(a.index, keep_removed=a.keep_removed, labels=a.labels, batch_size=a.batch_size,
                              dask_client=a.dask, progress=not a.quiet)
         _print_summary(index, 'Synced: embedded')
     elif a.command == 'search':

@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 from .embedders import l2_normalise
 from .store import markdown_table
 from .ingest import SEGMENT_WINDOW, SR, decode_audio, embed_files, window_span_s
-from .search import (HNSW_EF_CONSTRUCTION, HNSW_M, AudioIndex, index_folder, make_ann_index,
-                                 set_search_effort)
+from .search import HNSW_EF_CONSTRUCTION, HNSW_M, AudioIndex, make_ann_index, set_search_effort
+from .update import index_folder
 
 # %% auto #0
 __all__ = ['WITHIN_SPECTRUM', 'BETWEEN_SPECTRUM', 'concat_archive', 'sf_write', 'span_scores', 'choose_window', 'chosen_window',

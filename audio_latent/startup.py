@@ -86,7 +86,7 @@ def bench_index(index:str|Path|None=None, # the index folder (default: <cache di
                 progress:bool=True) -> Path:
     "An index of the 2000 ESC-50 clips with the default model, built once (about a minute on 2 cores)."
     from audio_latent.data import cache_dir, find_esc50
-    from audio_latent.search import index_folder
+    from audio_latent.update import index_folder
     index = Path(index) if index is not None else cache_dir()/'bench'/'esc50-yamnet'
     if not (index/'index.db').is_file():
         root = find_esc50()

@@ -117,7 +117,8 @@ def _pixel_sd(png:Path) -> float:
 
 
 def test_results_page_in_chromium(browser, catalogue, tmp_path):
-    from audio_latent.search import index_folder, search_index
+    from audio_latent.search import search_index
+    from audio_latent.update import index_folder
     from audio_latent.listen import results_html, whole_file_hits
     pick = pd.concat([catalogue[catalogue.category == c].head(4) for c in ('dog', 'rain', 'church_bells')])
     (tmp_path/'arch').mkdir()

@@ -43,7 +43,7 @@ def _link_folder(folder: Path, paths) -> Path:
 
 @pytest.fixture(scope='module')
 def esc_index(tmp_path_factory, catalogue):
-    from audio_latent.search import index_folder
+    from audio_latent.update import index_folder
     index_clips, queries = _selection(catalogue)
     assert len(index_clips) == N_INDEX and (index_clips.category == 'dog').sum() == 32
     tmp = tmp_path_factory.mktemp('esc')
@@ -96,7 +96,8 @@ def test_wrong_model_refused(esc_index, tmp_path):
 
 def test_unreadable_skipped_and_bad_queries(tmp_path, catalogue):
     from audio_latent.ingest import QueryError
-    from audio_latent.search import index_folder, search_index
+    from audio_latent.search import search_index
+    from audio_latent.update import index_folder
     arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:5])
     (arch/'broken.wav').write_bytes(b'RIFF\x00\x00\x00\x00WAVEnot really')
     (arch/'README.txt').write_text('not audio, not reported')
@@ -128,7 +129,8 @@ def _counting_factory():
 
 def test_add_embeds_only_new_files(tmp_path, catalogue):
     from audio_latent.embedders import register_embedder
-    from audio_latent.search import AudioIndex, add_to_index, index_folder, search_index
+    from audio_latent.search import AudioIndex, search_index
+    from audio_latent.update import add_to_index, index_folder
     register_embedder('counting-test', _counting_factory)
     arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:6])
     idx = index_folder(arch, tmp_path/'idx', model='counting-test', labels='esc50', progress=False)
@@ -147,7 +149,7 @@ def test_add_embeds_only_new_files(tmp_path, catalogue):
 
 def test_dask_local_cluster_gives_the_same_vectors(tmp_path, catalogue):
     from distributed import Client, LocalCluster
-    from audio_latent.search import index_folder
+    from audio_latent.update import index_folder
     arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:5])
     (arch/'broken.flac').write_bytes(b'fLaC nope')
     plain = index_folder(arch, tmp_path/'plain', model='logmel', batch_size=2, progress=False)
@@ -161,7 +163,8 @@ def test_dask_local_cluster_gives_the_same_vectors(tmp_path, catalogue):
 
 @pytest.mark.parametrize('ann', ['hnsw', 'ivf'])
 def test_approximate_above_threshold(tmp_path, catalogue, ann):
-    from audio_latent.search import AudioIndex, add_to_index, index_folder
+    from audio_latent.search import AudioIndex
+    from audio_latent.update import add_to_index, index_folder
     arch = _link_folder(tmp_path/'arch', catalogue.path.iloc[:30])
     idx = index_folder(arch, tmp_path/'idx', model='logmel', ann_threshold=20, ann_kind=ann, search_effort=64,
                        progress=False)
@@ -223,7 +226,8 @@ def _long_archive(folder: Path, clips, n_files: int, per_file: int):
 
 def test_yamnet_span_search_finds_clips_inside_long_recordings(tmp_path, catalogue):
     "Real YAMNet: 3 recordings of 8 fold-5 clips (40 s); each of 6 clips, searched by its own file, is found at its span."
-    from audio_latent.search import AudioIndex, index_folder, search_many
+    from audio_latent.search import AudioIndex, search_many
+    from audio_latent.update import index_folder
     clips = list(catalogue[catalogue.fold == 5].sample(24, random_state=0).path)
     truth = _long_archive(tmp_path/'arch', clips, 3, 8)
     idx = index_folder(tmp_path/'arch', tmp_path/'idx', model='yamnet', progress=False)
@@ -247,7 +251,7 @@ def test_yamnet_span_search_finds_clips_inside_long_recordings(tmp_path, catalog
 def test_long_recording_windows_streamed_into_the_store(tmp_path, catalogue):
     "A 3-minute recording (streamed: over LONG_SECONDS) gets the same windows as when embedded whole, committed with its row."
     from audio_latent.ingest import segment_starts, LONG_SECONDS
-    from audio_latent.search import index_folder
+    from audio_latent.update import index_folder
     from audio_latent.store import Store, check_store
     from audio_latent.data import n_patches
     truth = _long_archive(tmp_path/'arch', list(catalogue.path.iloc[:36]), 1, 36)
