@@ -21,8 +21,8 @@ __all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSIO
            'clip_images', 'patch_starts', 'extract_patches', 'random_patches', 'encode_mu', 'patch_latents',
            'pool_over_time', 'standardise', 'run_key', 'VAEConfig', 'patch_settings', 'thesis_settings',
            'stand_in_text', 'input_features', 'fit_vae', 'embed_clips', 'trained_embeddings', 'vae_code_hash',
-           'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'run_vae_experiment', 'thesis_scale_curve',
-           'thesis_step_seconds']
+           'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'patch_track', 'pca_reference',
+           'thesis_stand_ins', 'evaluate_vae_spaces', 'run_vae_experiment', 'thesis_scale_curve', 'thesis_step_seconds']
 
 # %% ../nbs/04_vae.ipynb #6be6fe0d
 LOG_2PI = float(np.log(2 * np.pi))
@@ -548,95 +548,108 @@ def foldwise_spaces(E:dict, # outer fold -> (n, d) embeddings of all clips by th
     "Each fold's search space: its model's vectors z-scored with the statistics of the other folds' clips only."
     return {k: standardise(np.asarray(X), np.asarray(folds) != k) for k, X in E.items()}
 
-def run_vae_experiment(cfg:VAEConfig, # typed settings
-                       catalogue:pd.DataFrame, # the clips (fold, target, stem, src_file)
-                       audio:np.ndarray, # their waveforms
-                       reports=None, # reports folder (default: the project's)
-                       progress:bool=False) -> dict:
-    "Select epochs per outer fold inside its training folds, train the final models (seeds), the PCA reference and the thesis stand-ins, evaluate fold-wise spaces; write results, predictions, training traces and runs.csv."
-    from audio_latent.retrieval import level_labels, write_predictions, linear_probe_scores
-    from audio_latent.data import reports_dir
-    out_dir = reports_dir(reports); fold_of = catalogue.fold.to_numpy()
-    all_folds = sorted(int(f) for f in np.unique(fold_of)); outer = [int(f) for f in cfg.folds]
+def _outer_folds(cfg:VAEConfig, catalogue:pd.DataFrame) -> tuple[list, list]:
+    "(outer folds of the run, every fold of the clips); a fold without clips is an error naming it."
+    all_folds = sorted(int(f) for f in np.unique(catalogue.fold.to_numpy())); outer = [int(f) for f in cfg.folds]
     if missing := sorted(set(outer) - set(all_folds)): raise ValueError(f"folds={outer}: no clips in fold(s) {missing}.")
-    code = vae_code_hash(); stems = catalogue.stem.tolist()
-    data = f"ESC-50, {len(catalogue)} clips" + (f" ({cfg.n_per_class} per class, {catalogue.target.nunique()} classes)" if cfg.n_per_class else '')
-    features = {}
-    def feats(name):
-        if name not in features: features[name] = input_features(name, audio, stems)
-        return features[name]
-    reps, records, histories, selection_rows = {}, [], [], []
-    selections = {}
-    def add_hist(h, rep, seed, fold, stage):
-        histories.append(h.assign(representation=rep, seed=seed, fold=fold, stage=stage))
-    if 'patch' in cfg.architectures:
-        s = patch_settings(cfg); S = feats('logmel'); rep = f"vae/patch/{s['latent_dim']}"
+    return outer, all_folds
+
+def _fold_runs(metas:dict) -> dict: return {str(k): m['run'] for k, m in metas.items()}
+
+def patch_track(cfg:VAEConfig, catalogue:pd.DataFrame, # settings and clips
+                S:np.ndarray, # 'logmel' inputs of all clips
+                code:str, data:str, # `vae_code_hash()`; the clips, as runs.csv states them
+                progress:bool=False) -> dict: # reps, records, histories, selection_rows, chosen
+    "The patch VAE: epochs chosen per outer fold inside its training folds, then the final model of every seed."
+    outer, all_folds = _outer_folds(cfg, catalogue); fold_of = catalogue.fold.to_numpy()
+    s = patch_settings(cfg); rep = f"vae/patch/{s['latent_dim']}"
+    reps, records, histories, selection_rows, selections = {}, [], [], [], {}
+    for k in outer:
+        sel = select_epochs(S, catalogue, s, k, cfg.epoch_candidates, code, cfg.selection_seed, progress)
+        selections[k] = sel; histories.append(sel['history'].assign(representation=rep, seed=cfg.selection_seed, fold=k, stage='selection'))
+        selection_rows += [dict(outer_fold=k, validation_fold=sel['validation_fold'], epochs=e, map_at_r=sc,
+                                chosen=e == sel['chosen']) for e, sc in sel['scores'].items()]
+        if progress: print(f"outer fold {k}: inner MAP@R {sel['scores']} -> {sel['chosen']} epochs", flush=True)
+    chosen = {k: selections[k]['chosen'] for k in outer}
+    selection_text = (f"epochs in {{{','.join(str(int(c)) for c in sorted(cfg.epoch_candidates))}}} by inner-fold MAP@R "
+                      f"(cosine, sub-class; train on the 3 folds other than k and v, validate on v = inner_validation_fold(k)), "
+                      f"per outer fold k, seed {cfg.selection_seed}; architecture, latent {s['latent_dim']}, width, learning rate "
+                      f"and beta fixed in advance (set earlier from fold-1 runs, not re-selected)")
+    for seed in cfg.seeds:
+        E, metas = {}, {}
         for k in outer:
-            sel = select_epochs(S, catalogue, s, k, cfg.epoch_candidates, code, cfg.selection_seed, progress)
-            selections[k] = sel; add_hist(sel['history'], rep, cfg.selection_seed, k, 'selection')
-            selection_rows += [dict(outer_fold=k, validation_fold=sel['validation_fold'], epochs=e, map_at_r=sc,
-                                    chosen=e == sel['chosen']) for e, sc in sel['scores'].items()]
-            if progress: print(f"outer fold {k}: inner MAP@R {sel['scores']} -> {sel['chosen']} epochs", flush=True)
-        chosen = {k: selections[k]['chosen'] for k in outer}
-        selection_text = (f"epochs in {{{','.join(str(int(c)) for c in sorted(cfg.epoch_candidates))}}} by inner-fold MAP@R "
-                          f"(cosine, sub-class; train on the 3 folds other than k and v, validate on v = inner_validation_fold(k)), "
-                          f"per outer fold k, seed {cfg.selection_seed}; architecture, latent {s['latent_dim']}, width, learning rate "
-                          f"and beta fixed in advance (set earlier from fold-1 runs, not re-selected)")
-        for seed in cfg.seeds:
-            E, metas = {}, {}
-            for k in outer:
-                E[k], h, metas[k] = trained_embeddings(S, catalogue, s, int(seed), chosen[k], k, [f for f in all_folds if f != k],
-                                                       k, all_folds, code, progress)
-                add_hist(h, rep, int(seed), k, 'final')
-                if progress: print(f"{rep} seed {seed} fold {k}: {chosen[k]} epochs, {metas[k]['wall_s']:.0f} s", flush=True)
-            rid = run_id(dict(representation=rep, seed=int(seed), fold_runs={str(k): m['run'] for k, m in metas.items()}), code)
-            reps[(rep, int(seed))] = dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)
-            records.append(dict(run=rid, representation=rep, seed=int(seed), uses_labels=False,
-                                settings={**{k: v for k, v in s.items() if k != 'spec'}, 'folds': outer, 'fold_runs': {str(k): m['run'] for k, m in metas.items()},
-                                          'selection_runs': {str(k): selections[k]['runs'] for k in outer}},
-                                selection=selection_text, n_candidates=len(cfg.epoch_candidates), chosen=chosen, data=data, code=code,
-                                commit=metas[outer[0]]['commit'], wall_s=round(sum(m['wall_s'] for m in metas.values()) +
-                                (sum(sel['wall_s'] for sel in selections.values()) if int(seed) == cfg.selection_seed else 0.0), 1),
-                                stand_in=''))
-        # the linear reference: PCA of the same windows, fitted on the training folds of each outer fold
-        import audio_latent.vae as m
-        pca_code = code_hash(m.pca_patch_embeddings, m.random_patches, m.extract_patches, m.patch_starts, m.pool_over_time, m.input_features)
-        prep = f"pca/patch/{s['latent_dim']}"; E, metas = {}, {}
+            E[k], h, metas[k] = trained_embeddings(S, catalogue, s, int(seed), chosen[k], k, [f for f in all_folds if f != k],
+                                                   k, all_folds, code, progress)
+            histories.append(h.assign(representation=rep, seed=int(seed), fold=k, stage='final'))
+            if progress: print(f"{rep} seed {seed} fold {k}: {chosen[k]} epochs, {metas[k]['wall_s']:.0f} s", flush=True)
+        rid = run_id(dict(representation=rep, seed=int(seed), fold_runs=_fold_runs(metas)), code)
+        reps[(rep, int(seed))] = dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)
+        records.append(dict(run=rid, representation=rep, seed=int(seed), uses_labels=False,
+                            settings={**{k: v for k, v in s.items() if k != 'spec'}, 'folds': outer, 'fold_runs': _fold_runs(metas),
+                                      'selection_runs': {str(k): selections[k]['runs'] for k in outer}},
+                            selection=selection_text, n_candidates=len(cfg.epoch_candidates), chosen=chosen, data=data, code=code,
+                            commit=metas[outer[0]]['commit'], wall_s=round(sum(m['wall_s'] for m in metas.values()) +
+                            (sum(sel['wall_s'] for sel in selections.values()) if int(seed) == cfg.selection_seed else 0.0), 1),
+                            stand_in=''))
+    return dict(reps=reps, records=records, histories=histories, selection_rows=selection_rows, chosen=chosen)
+
+def pca_reference(cfg:VAEConfig, catalogue:pd.DataFrame, # settings and clips
+                  S:np.ndarray, # 'logmel' inputs of all clips
+                  data:str) -> tuple[dict, dict]: # ({(rep, 0): space entry}, its runs.csv record)
+    "The linear reference: PCA of the patch VAE's windows, fitted on the training folds of each outer fold."
+    import audio_latent.vae as m
+    outer, _ = _outer_folds(cfg, catalogue); fold_of = catalogue.fold.to_numpy(); stems = catalogue.stem.tolist()
+    s = patch_settings(cfg)
+    pca_code = code_hash(m.pca_patch_embeddings, m.random_patches, m.extract_patches, m.patch_starts, m.pool_over_time, m.input_features)
+    prep = f"pca/patch/{s['latent_dim']}"; E, metas = {}, {}
+    for k in outer:
+        train_idx = np.flatnonzero(fold_of != k)
+        arr, metas[k] = cached_run(dict(track='vae', representation=prep, outer_fold=k, n_components=s['latent_dim'],
+                                        patch_frames=s['patch_frames'], hop_frames=s['hop_frames'], seed=0,
+                                        clips=hashlib.sha256('|'.join(stems).encode()).hexdigest()[:12]),
+                                   lambda: dict(embeddings=pca_patch_embeddings(S, train_idx, s['latent_dim'], s['patch_frames'], s['hop_frames'])),
+                                   pca_code)
+        E[k] = arr['embeddings']
+    rid = run_id(dict(representation=prep, seed=0, fold_runs=_fold_runs(metas)), pca_code)
+    record = dict(run=rid, representation=prep, seed=0, uses_labels=False,
+                  settings=dict(n_components=s['latent_dim'], patch_frames=s['patch_frames'], hop_frames=s['hop_frames'],
+                                fit_windows_per_clip=16, folds=outer), selection='none (deterministic linear reference, fitted on the training folds of each outer fold)',
+                  n_candidates=1, chosen={}, data=data, code=pca_code, commit=metas[outer[0]]['commit'],
+                  wall_s=round(sum(m['wall_s'] for m in metas.values()), 1), stand_in='')
+    return {(prep, 0): dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)}, record
+
+def thesis_stand_ins(cfg:VAEConfig, catalogue:pd.DataFrame, # settings and clips
+                     S:np.ndarray, # 'stft256' inputs of all clips
+                     code:str, data:str, # `vae_code_hash()`; the clips, as runs.csv states them
+                     progress:bool=False) -> dict: # reps, records, histories
+    "The thesis architecture at every latent size of `cfg.thesis_latent_dims`, at the profile's width and epochs, seed 0."
+    outer, all_folds = _outer_folds(cfg, catalogue); fold_of = catalogue.fold.to_numpy()
+    reps, records, histories = {}, [], []
+    for d in cfg.thesis_latent_dims:
+        s = thesis_settings(cfg, d); rep = f"vae/thesis/{int(d)}"; E, metas = {}, {}
         for k in outer:
-            train_idx = np.flatnonzero(fold_of != k)
-            arr, metas[k] = cached_run(dict(track='vae', representation=prep, outer_fold=k, n_components=s['latent_dim'],
-                                            patch_frames=s['patch_frames'], hop_frames=s['hop_frames'], seed=0,
-                                            clips=hashlib.sha256('|'.join(stems).encode()).hexdigest()[:12]),
-                                       lambda: dict(embeddings=pca_patch_embeddings(S, train_idx, s['latent_dim'], s['patch_frames'], s['hop_frames'])),
-                                       pca_code)
-            E[k] = arr['embeddings']
-        rid = run_id(dict(representation=prep, seed=0, fold_runs={str(k): m['run'] for k, m in metas.items()}), pca_code)
-        reps[(prep, 0)] = dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)
-        records.append(dict(run=rid, representation=prep, seed=0, uses_labels=False,
-                            settings=dict(n_components=s['latent_dim'], patch_frames=s['patch_frames'], hop_frames=s['hop_frames'],
-                                          fit_windows_per_clip=16, folds=outer), selection='none (deterministic linear reference, fitted on the training folds of each outer fold)',
-                            n_candidates=1, chosen={}, data=data, code=pca_code, commit=metas[outer[0]]['commit'],
-                            wall_s=round(sum(m['wall_s'] for m in metas.values()), 1), stand_in=''))
-    if 'thesis' in cfg.architectures:
-        S = feats('stft256')
-        for d in cfg.thesis_latent_dims:
-            s = thesis_settings(cfg, d); rep = f"vae/thesis/{int(d)}"; E, metas = {}, {}
-            for k in outer:
-                E[k], h, metas[k] = trained_embeddings(S, catalogue, s, 0, int(cfg.thesis_epochs), k, [f for f in all_folds if f != k],
-                                                       k, all_folds, code, progress)
-                add_hist(h, rep, 0, k, 'final')
-            rid = run_id(dict(representation=rep, seed=0, fold_runs={str(k): m['run'] for k, m in metas.items()}), code)
-            reps[(rep, 0)] = dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)
-            records.append(dict(run=rid, representation=rep, seed=0, uses_labels=False,
-                                settings={**{k: v for k, v in s.items() if k != 'spec'}, 'epochs': int(cfg.thesis_epochs), 'folds': outer,
-                                          'fold_runs': {str(k): m['run'] for k, m in metas.items()}},
-                                selection=f"none: epochs fixed at {cfg.thesis_epochs} (budget), one seed", n_candidates=1,
-                                chosen={k: int(cfg.thesis_epochs) for k in outer}, data=data, code=code, commit=metas[outer[0]]['commit'],
-                                wall_s=round(sum(m['wall_s'] for m in metas.values()), 1), stand_in=stand_in_text(cfg, d)))
-    # evaluation: both protocols in fold-wise spaces; linear probes fold-wise
-    rows, preds = [], []
+            E[k], h, metas[k] = trained_embeddings(S, catalogue, s, 0, int(cfg.thesis_epochs), k, [f for f in all_folds if f != k],
+                                                   k, all_folds, code, progress)
+            histories.append(h.assign(representation=rep, seed=0, fold=k, stage='final'))
+        rid = run_id(dict(representation=rep, seed=0, fold_runs=_fold_runs(metas)), code)
+        reps[(rep, 0)] = dict(spaces=foldwise_spaces(E, fold_of), run=rid, uses_labels=False)
+        records.append(dict(run=rid, representation=rep, seed=0, uses_labels=False,
+                            settings={**{k: v for k, v in s.items() if k != 'spec'}, 'epochs': int(cfg.thesis_epochs), 'folds': outer,
+                                      'fold_runs': _fold_runs(metas)},
+                            selection=f"none: epochs fixed at {cfg.thesis_epochs} (budget), one seed", n_candidates=1,
+                            chosen={k: int(cfg.thesis_epochs) for k in outer}, data=data, code=code, commit=metas[outer[0]]['commit'],
+                            wall_s=round(sum(m['wall_s'] for m in metas.values()), 1), stand_in=stand_in_text(cfg, d)))
+    return dict(reps=reps, records=records, histories=histories)
+
+def evaluate_vae_spaces(reps:dict, # (representation, seed) -> dict(spaces=fold -> (n, d), run=...)
+                        catalogue:pd.DataFrame, # the clips
+                        n_boot:int=1000, # bootstrap resamples of the accuracy intervals
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]: # (results rows, seed-0 predictions)
+    "Both protocols in fold-wise spaces, and linear probes (logistic regression, SVM) fold-wise, at both label levels."
+    from audio_latent.retrieval import level_labels, linear_probe_scores
+    fold_of = catalogue.fold.to_numpy(); rows, preds = [], []
     for (rep, seed), r in reps.items():
-        rows.append(evaluate_spaces(r['spaces'], catalogue, 'vae', rep, r['run'], seed=seed, n_boot=cfg.n_boot))
+        rows.append(evaluate_spaces(r['spaces'], catalogue, 'vae', rep, r['run'], seed=seed, n_boot=n_boot))
         for level in ('sub', 'super'):
             y = level_labels(catalogue, level)
             for model in ('logreg', 'svm'):
@@ -644,16 +657,40 @@ def run_vae_experiment(cfg:VAEConfig, # typed settings
                                                protocol='cross-fold', level=level, metric=f'{model}_accuracy', k=1,
                                                value=float(linear_probe_scores(r['spaces'], y, fold_of, model, standardise=False).mean()))]))
         if seed == 0: preds.append(predictions_from_spaces(r['spaces'], catalogue, rep, r['run'], seed=0))
-    results = pd.concat(rows, ignore_index=True)[RESULT_COLUMNS]
-    write_results(results, 'vae', out_dir); predictions = pd.concat(preds, ignore_index=True)
-    write_predictions(predictions, 'vae', out_dir)
+    return pd.concat(rows, ignore_index=True)[RESULT_COLUMNS], pd.concat(preds, ignore_index=True)
+
+def run_vae_experiment(cfg:VAEConfig, # typed settings
+                       catalogue:pd.DataFrame, # the clips (fold, target, stem, src_file)
+                       audio:np.ndarray, # their waveforms
+                       reports=None, # reports folder (default: the project's)
+                       progress:bool=False) -> dict:
+    "Select epochs per outer fold inside its training folds, train the final models (seeds), the PCA reference and the thesis stand-ins, evaluate fold-wise spaces; write results, predictions, training traces and runs.csv."
+    from audio_latent.data import reports_dir
+    from audio_latent.retrieval import write_predictions
+    out_dir = reports_dir(reports); _outer_folds(cfg, catalogue)   # a fold without clips fails before any work
+    code = vae_code_hash(); stems = catalogue.stem.tolist()
+    data = f"ESC-50, {len(catalogue)} clips" + (f" ({cfg.n_per_class} per class, {catalogue.target.nunique()} classes)" if cfg.n_per_class else '')
+    features = {}
+    def feats(name):
+        if name not in features: features[name] = input_features(name, audio, stems)
+        return features[name]
+    reps, records, histories, selection_rows, chosen = {}, [], [], [], {}
+    if 'patch' in cfg.architectures:
+        patch = patch_track(cfg, catalogue, feats('logmel'), code, data, progress)
+        pca_rep, pca_record = pca_reference(cfg, catalogue, feats('logmel'), data)
+        reps.update(patch['reps']); reps.update(pca_rep); records += patch['records'] + [pca_record]
+        histories += patch['histories']; selection_rows, chosen = patch['selection_rows'], patch['chosen']
+    if 'thesis' in cfg.architectures:
+        thesis = thesis_stand_ins(cfg, catalogue, feats('stft256'), code, data, progress)
+        reps.update(thesis['reps']); records += thesis['records']; histories += thesis['histories']
+    results, predictions = evaluate_vae_spaces(reps, catalogue, cfg.n_boot)
+    write_results(results, 'vae', out_dir); write_predictions(predictions, 'vae', out_dir)
     record_runs(records, 'vae', out_dir)
     training = pd.concat(histories, ignore_index=True)[['representation', 'seed', 'stage', 'fold', 'epoch', 'split', 'beta', 'total', 'recon', 'kl', 'seconds']]
     (out_dir/'training').mkdir(parents=True, exist_ok=True)
     training.to_csv(out_dir/'training'/'vae.csv', index=False, float_format='%.6f', lineterminator='\n')
     return dict(results=results, predictions=predictions, training=training, selection=pd.DataFrame(selection_rows),
-                runs=pd.DataFrame(records), spaces=reps, chosen={k: sel['chosen'] for k, sel in selections.items()},
-                features=features, code=code)
+                runs=pd.DataFrame(records), spaces=reps, chosen=chosen, features=features, code=code)
 
 
 # %% ../nbs/04_vae.ipynb #1eda3e5d
