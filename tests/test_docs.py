@@ -5,78 +5,13 @@ browser log entry of level error (a script or font that fails to load, e.g. from
 internet) is collected. `test_detector_reports_errors` shows that the detector sees each kind of error on
 deliberately broken pages, so a clean result on the site means something.
 """
-import base64, functools, http.server, json, re, shutil, subprocess, sys, threading, time, urllib.request
+import functools, http.server, re, subprocess, sys, threading
 from pathlib import Path
 import nbformat, pytest
+from browser import Browser, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason='needs Debian chromium (apt-get install chromium)')
-
-
-class Browser:
-    "Headless Chromium with one page, driven over the DevTools protocol."
-    def __init__(self, profile:Path):
-        import websocket
-        self.proc = subprocess.Popen([CHROMIUM, '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
-                                      '--remote-debugging-port=0', f'--user-data-dir={profile}', '--window-size=1280,900',
-                                      'about:blank'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file, t0 = profile/'DevToolsActivePort', time.time()
-        while not port_file.exists() or not port_file.read_text().strip():
-            if time.time() - t0 > 30: raise RuntimeError('chromium did not open its DevTools port in 30 s')
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        pages = [t for t in json.load(urllib.request.urlopen(f'http://127.0.0.1:{port}/json/list')) if t['type'] == 'page']
-        self.ws = websocket.create_connection(pages[0]['webSocketDebuggerUrl'], timeout=30, suppress_origin=True)
-        self.next_id, self.events = 0, []
-        for m in ('Runtime.enable', 'Log.enable', 'Page.enable'): self.call(m)
-        self.call('Page.setLifecycleEventsEnabled', enabled=True)
-
-    def call(self, method, **params):
-        self.next_id += 1; mid = self.next_id
-        self.ws.send(json.dumps({'id': mid, 'method': method, 'params': params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get('id') == mid:
-                if 'error' in msg: raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get('result', {})
-            self.events.append(msg)
-
-    def _wait(self, done, timeout):
-        self.ws.settimeout(0.2); t0 = time.time()
-        try:
-            while time.time() - t0 < timeout and not done():
-                try: self.events.append(json.loads(self.ws.recv()))
-                except Exception as e:
-                    if type(e).__name__ != 'WebSocketTimeoutException': raise
-        finally: self.ws.settimeout(30)
-
-    def open(self, url, timeout=20.0, settle_s=1.0) -> list[str]:
-        "Load `url`, wait for the network to go idle, and return its console errors (one string each)."
-        self.events = []
-        self.call('Page.navigate', url=url)
-        idle = lambda: any(e.get('method') == 'Page.lifecycleEvent' and e['params']['name'] == 'networkIdle' for e in self.events)
-        self._wait(idle, timeout)
-        self._wait(lambda: False, settle_s)  # scripts that run after the network went quiet (MathJax typesetting)
-        errors = []
-        for e in self.events:
-            m, p = e.get('method'), e.get('params', {})
-            if m == 'Runtime.consoleAPICalled' and p['type'] in ('error', 'assert'):
-                errors.append('console.error: ' + ' '.join(str(a.get('value', a.get('description', ''))) for a in p['args']))
-            elif m == 'Runtime.exceptionThrown':
-                d = p['exceptionDetails']; errors.append('exception: ' + d.get('exception', {}).get('description', d['text']))
-            elif m == 'Log.entryAdded' and p['entry']['level'] == 'error':
-                errors.append(f"log: {p['entry']['text']} {p['entry'].get('url', '')}")
-        return errors
-
-    def eval(self, js):
-        return self.call('Runtime.evaluate', expression=js, returnByValue=True)['result'].get('value')
-
-    def screenshot(self, path:Path):
-        path.write_bytes(base64.b64decode(self.call('Page.captureScreenshot', format='png')['data']))
-
-    def close(self):
-        self.ws.close(); self.proc.terminate(); self.proc.wait(10)
+pytestmark = needs_chromium
 
 
 def serve(folder:Path):
@@ -90,8 +25,8 @@ def serve(folder:Path):
 
 
 @pytest.fixture(scope='module')
-def browser(tmp_path_factory):
-    b = Browser(tmp_path_factory.mktemp('chromium-profile'))
+def browser():
+    b = Browser()
     yield b
     b.close()
 
@@ -116,7 +51,7 @@ def test_detector_reports_errors(browser, tmp_path):
              'missing.html': '<script src="assets/missing.js"></script>'}
     for name, body in pages.items(): (tmp_path/name).write_text(f'<!doctype html><html><head><link rel="icon" href="data:,"></head><body>{body}</body></html>')
     url, srv = serve(tmp_path)
-    try: found = {name: browser.open(f'{url}/{name}', settle_s=0.3) for name in pages}
+    try: found = {name: browser.open(f'{url}/{name}').errors() for name in pages}
     finally: srv.shutdown()
     assert found['clean.html'] == []
     assert any('deliberate console error' in e for e in found['console.html']), found
@@ -128,25 +63,25 @@ def test_detector_reports_errors(browser, tmp_path):
 def test_index_page(site, browser):
     "The home page renders without console errors and lists every notebook, API page and the report in its nav."
     url, tmp = site
-    assert browser.open(f'{url}/index.html') == []
+    assert browser.open(f'{url}/index.html').errors() == []
     browser.screenshot(tmp/'index.png')
-    nav = browser.eval("Array.from(document.querySelectorAll('nav.md-nav--primary a')).map(a => a.textContent.trim())")
+    nav = browser.evaluate("Array.from(document.querySelectorAll('nav.md-nav--primary a')).map(a => a.textContent.trim())")
     sys.path.insert(0, str(ROOT/'docs')); from build import notebook_table
     order = [r['nb'] for r in notebook_table(ROOT/'nbs')]   # the notebook table of nbs/index.ipynb, checked against nbs/
     titles = [nbformat.read(ROOT/'nbs'/f'{nb}.ipynb', as_version=4).cells[0].source.splitlines()[0][2:].replace('`', '') for nb in order]
     assert [t for t in nav if t in titles] == titles, nav   # every notebook, in the table's (data-flow) order
     assert [m for m in nav if m.startswith('audio_latent.')] == [r['module'] for r in notebook_table(ROOT/'nbs')]
     assert 'Report' in nav
-    text = browser.eval('document.body.innerText')
+    text = browser.evaluate('document.body.innerText')
     assert 'Search an archive by example' in text   # the home page is nbs/index.ipynb
 
 
 def test_api_page(site, browser):
     "An API page renders without console errors and shows an exported function with its argument comments (docments)."
     url, tmp = site
-    assert browser.open(f'{url}/api/search.html') == []
+    assert browser.open(f'{url}/api/search.html').errors() == []
     browser.screenshot(tmp/'api_search.png')
-    row = browser.eval("""Array.from(document.querySelectorAll('h3')).some(h => h.id === 'make_ann_index')
+    row = browser.evaluate("""Array.from(document.querySelectorAll('h3')).some(h => h.id === 'make_ann_index')
         && Array.from(document.querySelectorAll('tr')).map(r => r.innerText).filter(t => t.includes('n_train'))""")
     assert row and any('how many vectors the index will hold' in r for r in row), row
 
@@ -154,11 +89,11 @@ def test_api_page(site, browser):
 def test_notebook_page_math(site, browser):
     "A notebook page renders its prose, code and maths (MathJax from the site itself) without console errors."
     url, tmp = site
-    assert browser.open(f'{url}/04_vae.html', timeout=40, settle_s=2.0) == []
+    assert browser.open(f'{url}/04_vae.html', timeout=40, settle_s=2.0).errors() == []
     browser.screenshot(tmp/'04_vae.png')
-    assert browser.eval("document.querySelectorAll('.MathJax, .MathJax_SVG, .MathJax_Display').length") > 10
-    assert browser.eval("document.querySelectorAll('.jp-CodeCell').length") > 10
-    assert '#| export' not in browser.eval('document.body.innerText')
+    assert browser.evaluate("document.querySelectorAll('.MathJax, .MathJax_SVG, .MathJax_Display').length") > 10
+    assert browser.evaluate("document.querySelectorAll('.jp-CodeCell').length") > 10
+    assert '#| export' not in browser.evaluate('document.body.innerText')
 
 
 # a reference that makes the browser fetch from the internet: a script, image or frame source, a stylesheet, preload

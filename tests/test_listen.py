@@ -1,97 +1,20 @@
 """The results page in a real browser: headless Chromium opens it, the DevTools protocol reports console errors and
 failed loads, the DOM is checked (players, decodable audio, decoded images) and a screenshot is taken."""
-import base64, io, json, os, re, shutil, subprocess, tempfile, time, urllib.request
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason='needs Debian chromium (apt-get install chromium)')
+from browser import Browser, needs_chromium
 
-
-class Browser:
-    "Headless Chromium driven over the DevTools protocol (websocket-client): load a page, collect its errors."
-    def __init__(self, width=1200, height=2000):
-        import websocket
-        self.profile = tempfile.mkdtemp(prefix='chromium-')
-        self.proc = subprocess.Popen([CHROMIUM, '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
-                                      '--remote-debugging-port=0', f'--user-data-dir={self.profile}',
-                                      f'--window-size={width},{height}', 'about:blank'],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        port, t0 = None, time.time()
-        while port is None and time.time() - t0 < 20:  # "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..."
-            line = self.proc.stderr.readline()
-            if m := re.search(r'DevTools listening on ws://[^:]+:(\d+)/', line): port = int(m.group(1))
-        assert port, 'chromium did not start its DevTools server'
-        pages = json.load(urllib.request.urlopen(f'http://127.0.0.1:{port}/json/list', timeout=10))
-        self.ws = websocket.create_connection([p for p in pages if p['type'] == 'page'][0]['webSocketDebuggerUrl'], timeout=30,
-                                           suppress_origin=True)  # Chromium refuses DevTools websockets that name an origin
-        self.next_id, self.events = 0, []
-        for domain in ('Page', 'Runtime', 'Log'): self.call(f'{domain}.enable')
-        self.call('Emulation.setDeviceMetricsOverride', width=width, height=height, deviceScaleFactor=1, mobile=False)
-
-    def call(self, method, **params):
-        "Send one command, keep the events that arrive meanwhile, return its result."
-        self.next_id += 1; my = self.next_id
-        self.ws.send(json.dumps({'id': my, 'method': method, 'params': params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get('id') == my:
-                assert 'error' not in msg, (method, msg['error'])
-                return msg['result']
-            if 'method' in msg: self.events.append(msg)
-
-    def wait_for(self, event, timeout=30):
-        t0 = time.time()
-        while not any(e['method'] == event for e in self.events):
-            assert time.time() - t0 < timeout, f'no {event} within {timeout} s'
-            msg = json.loads(self.ws.recv())
-            if 'method' in msg: self.events.append(msg)
-
-    def open(self, path):
-        "Load a file and wait for its load event and a moment for late errors."
-        self.events.clear()
-        self.call('Page.navigate', url=Path(path).resolve().as_uri())
-        self.wait_for('Page.loadEventFired')
-        self.evaluate('new Promise(r => setTimeout(r, 300))')
-        return self
-
-    def evaluate(self, expression):
-        r = self.call('Runtime.evaluate', expression=expression, awaitPromise=True, returnByValue=True)
-        assert 'exceptionDetails' not in r, r['exceptionDetails']
-        return r['result'].get('value')
-
-    def errors(self) -> list:
-        "Console errors, uncaught exceptions and failed loads (the browser's own log) since the page was opened."
-        out = []
-        for e in self.events:
-            p = e.get('params', {})
-            if e['method'] == 'Runtime.consoleAPICalled' and p['type'] in ('error', 'assert'):
-                out.append('console.error: ' + ' '.join(str(a.get('value', a.get('description'))) for a in p['args']))
-            elif e['method'] == 'Runtime.exceptionThrown':
-                out.append('exception: ' + p['exceptionDetails'].get('exception', {}).get('description', p['exceptionDetails']['text']))
-            elif e['method'] == 'Log.entryAdded' and p['entry']['level'] == 'error':
-                out.append(f"log ({p['entry']['source']}): {p['entry']['text']} {p['entry'].get('url', '')}")
-        return out
-
-    def screenshot(self, dest) -> Path:
-        Path(dest).write_bytes(base64.b64decode(self.call('Page.captureScreenshot', format='png')['data']))
-        return Path(dest)
-
-    def close(self):
-        try: self.ws.close()
-        finally:
-            self.proc.terminate()
-            try: self.proc.wait(10)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-            shutil.rmtree(self.profile, ignore_errors=True)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope='module')
 def browser():
-    b = Browser()
+    b = Browser(1200, 2000)
     yield b
     b.close()
 
