@@ -4,8 +4,7 @@
 
 # %% ../nbs/02c_experiment.ipynb #5fb353a2
 from __future__ import annotations
-import hashlib, inspect, json, os, subprocess, time
-from dataclasses import dataclass, fields
+import hashlib, inspect, json, subprocess, time
 from pathlib import Path
 from typing import Callable
 import numpy as np

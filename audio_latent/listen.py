@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_listen.ipynb #cc4873c5
 from __future__ import annotations
-import base64, html, io, math, os, sys, tempfile, wave
+import base64, html, io, math, sys, tempfile, wave
 from pathlib import Path
 
 import numpy as np

@@ -4,8 +4,8 @@
 
 # %% ../nbs/05_metric_learning.ipynb #75741e8b
 from __future__ import annotations
-import hashlib, json, math, time
-from dataclasses import dataclass, field, asdict
+import hashlib, time
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .losses import make_loss
 from .retrieval import (RESULT_COLUMNS, evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results,
                                     write_predictions)
-from .experiment import (load_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs)
+from .experiment import (load_settings, inner_validation_fold, code_hash, cached_run, record_runs)
 from . import metric_learning as ml
 from .encoders import build_model, input_kind
 from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS, run_inputs, model_input_shape,

@@ -356,7 +356,7 @@ from .experiment import load_settings, inner_validation_fold, code_hash, run_id,
 from .retrieval import evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results, RESULT_COLUMNS
 
 # %% ../nbs/04_vae.ipynb #282361af
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import dataclass, fields
 
 @dataclass
 class VAEConfig:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03d_yamnet_numpy.ipynb #b77f5365
 from __future__ import annotations
-import os, tempfile, time
+import os, tempfile
 from pathlib import Path
 
 import numpy as np
