@@ -63,7 +63,7 @@ def test_detector_reports_errors(browser, tmp_path):
 def test_index_page(site, browser):
     "The home page renders without console errors and lists every notebook, API page and the report in its nav."
     url, tmp = site
-    assert browser.open(f'{url}/index.html').errors() == []
+    assert browser.open(f'{url}/index.html', settle_s=1.0).errors() == []
     browser.screenshot(tmp/'index.png')
     nav = browser.evaluate("Array.from(document.querySelectorAll('nav.md-nav--primary a')).map(a => a.textContent.trim())")
     sys.path.insert(0, str(ROOT/'docs')); from build import notebook_table
@@ -79,7 +79,7 @@ def test_index_page(site, browser):
 def test_api_page(site, browser):
     "An API page renders without console errors and shows an exported function with its argument comments (docments)."
     url, tmp = site
-    assert browser.open(f'{url}/api/search.html').errors() == []
+    assert browser.open(f'{url}/api/search.html', settle_s=1.0).errors() == []
     browser.screenshot(tmp/'api_search.png')
     row = browser.evaluate("""Array.from(document.querySelectorAll('h3')).some(h => h.id === 'make_ann_index')
         && Array.from(document.querySelectorAll('tr')).map(r => r.innerText).filter(t => t.includes('n_train'))""")
