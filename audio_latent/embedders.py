@@ -10,18 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from .data import pad_to_patches, sha256_file, PATCH_SAMPLES, HOP_SAMPLES
+from .retrieval import l2_normalise
 
 # %% auto #0
-__all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'l2_normalise', 'patch_chunks', 'identity_of', 'Embedder', 'LogMelStatsEmbedder',
-           'YamnetEmbedder', 'register_embedder', 'get_embedder']
+__all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'patch_chunks', 'identity_of', 'Embedder', 'LogMelStatsEmbedder', 'YamnetEmbedder',
+           'register_embedder', 'get_embedder']
 
 # %% ../nbs/07_embedders.ipynb #50395e26
-def l2_normalise(X:np.ndarray, # vectors, one per row
-                 eps:float=1e-12) -> np.ndarray:
-    "Rows scaled to unit Euclidean norm (all-zero rows stay zero), as float32."
-    X = np.asarray(X, np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), eps)
-
 def patch_chunks(blocks, # consecutive waveform blocks (any lengths)
                  patch:int=PATCH_SAMPLES, # samples per patch
                  hop:int=HOP_SAMPLES, # samples between patch starts
@@ -178,7 +173,7 @@ class YamnetEmbedder(Embedder):
             w = self._yamnet.patch_rms(chunk[None])[0][:m]
             if on_units is not None: on_units(dict(E=E32, w=w))
             E, w = E32.astype(np.float64), w.astype(np.float64)
-            E /= np.maximum(np.linalg.norm(E, axis=-1, keepdims=True), 1e-12)
+            E = l2_normalise(E, dtype=np.float64)
             sw, se, wsum, n = sw + w @ E, se + E.sum(0), wsum + w.sum(), n + m
         V = (sw/wsum if wsum > 0 else se/n).astype(np.float32)[None]
         return l2_normalise(self._registry.power_normalise(V) if self.pooling.endswith('+sqrt') else V)[0]

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .data import AudioError, pad_to_patches, PATCH_SAMPLES, HOP_SAMPLES
-from .embedders import Embedder, get_embedder, l2_normalise
+from .embedders import Embedder, get_embedder
+from .retrieval import l2_normalise
 
 # %% auto #0
 __all__ = ['FFMPEG_SUFFIXES', 'SR', 'SILENCE_DBFS', 'BLOCK_SECONDS', 'LONG_SECONDS', 'TRUNCATION_TOLERANCE', 'SEGMENT_WINDOW',

@@ -18,7 +18,7 @@ from . import losses as losses_module
 from .encoders import THESIS_MODEL_TABLE, MODEL_NAMES, BandStandardiser, pool_time, thesis_input, build_model, input_kind
 from .losses import (LOSSES, make_loss, additive_noise, random_masking, spec_augment, random_time_crop,
                                  patch_dropout)
-from .retrieval import (DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
+from .retrieval import (l2_normalise, DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
                                     evaluate_spaces, inner_fold_score, predictions_from_spaces, linear_probe_scores,
                                     write_results, write_predictions)
 from .experiment import (load_settings, inner_validation_fold, code_hash, run_id, cached_run,
@@ -455,7 +455,7 @@ def _proxy_accuracy(spaces, proxies, catalogue):
     "Accuracy of the trained proxies as a classifier of the held-out clips, pooled over folds."
     y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy(); hits = n = 0
     for k, E in spaces.items():
-        P = proxies[k] / np.linalg.norm(proxies[k], axis=1, keepdims=True); held = f == k
+        P = l2_normalise(proxies[k], dtype=proxies[k].dtype); held = f == k
         hits += int(((E[held] @ P.T).argmax(1) == y[held]).sum()); n += int(held.sum())
     return hits / n
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.optimize, scipy.signal
 
-from .embedders import l2_normalise
+from .retrieval import l2_normalise
 from .search_bench import (spectrum_from_knots, WITHIN_SPECTRUM, BETWEEN_SPECTRUM, _recall_at_k,
                                        _time_queries)
 

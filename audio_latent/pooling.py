@@ -6,6 +6,7 @@
 from __future__ import annotations
 import numpy as np
 
+from .retrieval import l2_normalise
 from .yamnet import patch_rms  # the patch levels: part of the code a pooled vector depends on (POOLING_CODE)
 
 # %% auto #0
@@ -50,7 +51,7 @@ def pool_energy_weighted(E:np.ndarray, # patch embeddings (n, n_patches, d)
                         ) -> np.ndarray:
     "Patch embeddings averaged with weights proportional to the patch's RMS level to the power `alpha`."
     E = np.asarray(E, np.float32)
-    if normalise_patches: E = E / np.maximum(np.linalg.norm(E, axis=-1, keepdims=True), 1e-12)
+    if normalise_patches: E = l2_normalise(E)
     w = np.asarray(rms, np.float64) ** alpha
     w = np.where(w.sum(-1, keepdims=True) > 0, w, 1.)  # an all-silent clip: plain mean
     w = w / w.sum(-1, keepdims=True)
@@ -159,7 +160,7 @@ def selected_spaces(E:np.ndarray, rms:np.ndarray, folds:np.ndarray,
     return out
 
 # %% ../nbs/03b_pooling.ipynb #67cb7778
-POOLING_CODE = (pool_mu, pool_sigma, pool_var, pool_delta, pool_delta_time, pool, patch_rms, pool_energy_weighted,
+POOLING_CODE = (pool_mu, pool_sigma, pool_var, pool_delta, pool_delta_time, pool, patch_rms, l2_normalise, pool_energy_weighted,
                 power_normalise, whiten_fit, whiten_transform, loud_patch_weights, _whitened, pooling_spaces)
 
 def pool_clips(name:str, # a key of LABEL_FREE_POOLINGS that fits nothing, or a name `pool` knows ('mean', 'mu+sigma', ...)

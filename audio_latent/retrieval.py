@@ -10,11 +10,21 @@ import pandas as pd
 from scipy.spatial.distance import cdist
 
 # %% auto #0
-__all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'kulsinski_distances', 'pairwise_distances', 'protocol_mask',
-           'rank_neighbours', 'nearest_neighbours', 'foldwise_distances', 'cross_fold_neighbours', 'rank_allowed',
-           'ranking_metrics', 'level_labels', 'bootstrap_accuracy_ci', 'evaluate_distances', 'evaluate_spaces',
-           'evaluate_representation', 'inner_fold_score', 'random_distances', 'write_results', 'write_predictions',
-           'predictions_from_spaces', 'mcnemar_test', 'linear_probe_scores']
+__all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'l2_normalise', 'kulsinski_distances', 'pairwise_distances',
+           'protocol_mask', 'rank_neighbours', 'nearest_neighbours', 'foldwise_distances', 'cross_fold_neighbours',
+           'rank_allowed', 'ranking_metrics', 'level_labels', 'bootstrap_accuracy_ci', 'evaluate_distances',
+           'evaluate_spaces', 'evaluate_representation', 'inner_fold_score', 'random_distances', 'write_results',
+           'write_predictions', 'predictions_from_spaces', 'mcnemar_test', 'linear_probe_scores']
+
+# %% ../nbs/02_retrieval.ipynb #a27ff4eb
+def l2_normalise(X:np.ndarray, # vectors on the last axis, one per row
+                 eps:float=1e-12, # norms below this count as zero: an all-zero row stays zero
+                 dtype=np.float32, # of the result (float32: what indexes store; the distances use float64)
+                ) -> np.ndarray:
+    "Rows scaled to unit Euclidean norm (all-zero rows stay zero)."
+    X = np.asarray(X, dtype)
+    return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), eps)
+
 
 # %% ../nbs/02_retrieval.ipynb #38646b1e
 DISTANCES = ('chebyshev', 'euclidean', 'minkowski', 'hamming', 'cosine', 'cityblock', 'seuclidean', 'correlation',
@@ -44,9 +54,7 @@ def pairwise_distances(Q:np.ndarray, # queries (nq, d)
         sq = (Q**2).sum(1)[:, None] + (G**2).sum(1)[None] - 2 * Q @ G.T
         return np.sqrt(np.maximum(sq, 0))
     if metric == 'cosine':
-        qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
-        gn = G / np.maximum(np.linalg.norm(G, axis=1, keepdims=True), 1e-12)
-        return 1 - qn @ gn.T
+        return 1 - l2_normalise(Q, dtype=np.float64) @ l2_normalise(G, dtype=np.float64).T
     if metric == 'kulsinski': return kulsinski_distances(Q, G)
     if metric == 'minkowski': return cdist(Q, G, 'minkowski', p=p)
     if metric == 'seuclidean':

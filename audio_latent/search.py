@@ -13,7 +13,8 @@ from fastcore.basics import patch  # methods of AudioIndex, one cell per concern
 
 from .data import atomic_write, sha256_file
 from .store import Store, StoreError, now_utc
-from .embedders import Embedder, get_embedder, identity_of, l2_normalise
+from .embedders import Embedder, get_embedder, identity_of
+from .retrieval import l2_normalise
 from .ingest import QueryError, check_span, query_waveform, scan_sources
 
 # %% auto #0

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .embedders import l2_normalise
+from .retrieval import l2_normalise
 from .store import markdown_table
 from .ingest import SEGMENT_WINDOW, SR, decode_audio, embed_files, window_span_s
 from .search import HNSW_EF_CONSTRUCTION, HNSW_M, AudioIndex, make_ann_index, set_search_effort

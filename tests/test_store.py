@@ -295,7 +295,8 @@ def test_rebuild_waits_for_a_running_add_and_keeps_its_files(tmp_path, clips):
 
 def wide_logmel():
     "A 2048-d embedder (log-mel statistics repeated 16 times): its 8 KB rows fill the database's 16 KB pages fast."
-    from audio_latent.embedders import Embedder, LogMelStatsEmbedder, l2_normalise
+    from audio_latent.embedders import Embedder, LogMelStatsEmbedder
+    from audio_latent.retrieval import l2_normalise
     class Wide(Embedder):
         name, version, pooling, dim, spec = 'logmel-wide', '1', 'mean+std over frames, x16', 2048, 'tests.test_store:wide_logmel'
         inner = LogMelStatsEmbedder()
