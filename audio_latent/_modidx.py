@@ -33,6 +33,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                    'audio_latent.data.project_root': ('data.html#project_root', 'audio_latent/data.py'),
                                    'audio_latent.data.reports_dir': ('data.html#reports_dir', 'audio_latent/data.py'),
                                    'audio_latent.data.sha256_file': ('data.html#sha256_file', 'audio_latent/data.py'),
+                                   'audio_latent.data.short_hash': ('data.html#short_hash', 'audio_latent/data.py'),
                                    'audio_latent.data.subset_catalogue': ('data.html#subset_catalogue', 'audio_latent/data.py'),
                                    'audio_latent.data.thesis_subclass_code': ('data.html#thesis_subclass_code', 'audio_latent/data.py')},
             'audio_latent.embedders': { 'audio_latent.embedders.Embedder': ('embedders.html#embedder', 'audio_latent/embedders.py'),

@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['ESC50_URL', 'ESC50_META_SHA256', 'ESC50_ENV', 'SUPERCLASS_NAMES', 'SUBCLASS_NAMES', 'AUDIO_EXTENSIONS',
-           'PATCH_SAMPLES', 'HOP_SAMPLES', 'project_root', 'reports_dir', 'cache_dir', 'atomic_write', 'sha256_file',
-           'download_file', 'download_esc50', 'find_esc50', 'thesis_subclass_code', 'esc50_catalogue',
+           'PATCH_SAMPLES', 'HOP_SAMPLES', 'project_root', 'reports_dir', 'cache_dir', 'atomic_write', 'short_hash',
+           'sha256_file', 'download_file', 'download_esc50', 'find_esc50', 'thesis_subclass_code', 'esc50_catalogue',
            'subset_catalogue', 'AudioError', 'load_audio', 'n_patches', 'pad_to_patches', 'decode_clips',
            'load_esc50_audio']
 
@@ -67,6 +67,12 @@ def _esc50_in(folder:Path) -> Path|None:
     for cand in (folder, folder/'ESC-50', folder/'ESC-50-master'):
         if (cand/'meta'/'esc50.csv').is_file() and (cand/'audio').is_dir(): return cand
     return None
+
+def short_hash(payload:str|bytes, # text (hashed as UTF-8) or bytes, e.g. an array's `.view(np.uint8)`
+               n_hex:int=12, # hex digits kept
+              ) -> str:
+    "The first `n_hex` hex digits of the SHA-256 of `payload`: how every cache key and run id is made."
+    return hashlib.sha256(payload.encode() if isinstance(payload, str) else payload).hexdigest()[:n_hex]
 
 def sha256_file(path:str|Path, chunk_bytes:int=1<<20) -> str:
     "Hex SHA-256 of a file, read in chunks."
@@ -267,7 +273,7 @@ def load_esc50_audio(catalogue:pd.DataFrame|None=None, # clips to load (default:
     "All clips of `catalogue` as one float32 array `(n, n_samples)`, and the catalogue of the clips kept."
     catalogue = esc50_catalogue() if catalogue is None else catalogue
     n_samples = n_samples or 5*sr
-    key = hashlib.sha256(('\n'.join(catalogue.path.map(lambda p: Path(p).name)) + f'|{sr}|{n_samples}').encode()).hexdigest()[:16]
+    key = short_hash('\n'.join(catalogue.path.map(lambda p: Path(p).name)) + f'|{sr}|{n_samples}', 16)
     file = cache_dir()/f'esc50_audio_{sr}hz_{key}.npy'
     index = file.with_suffix('.kept.npy')
     if cache and file.exists() and index.exists():

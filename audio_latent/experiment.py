@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .data import atomic_write, cache_dir, project_root, reports_dir
+from .data import atomic_write, cache_dir, project_root, reports_dir, short_hash
 
 # %% auto #0
 __all__ = ['RUN_COLUMNS', 'RESULT_KEY', 'params_path', 'load_settings', 'inner_validation_fold', 'code_hash', 'run_id',
@@ -64,7 +64,7 @@ def run_id(settings:dict, # everything that changes the run's arrays (seed and f
            code:str, # `code_hash` of what computes them
           ) -> str:
     "12 hex digits identifying a run."
-    return hashlib.sha256((_canonical(settings) + '|' + code).encode()).hexdigest()[:12]
+    return short_hash(_canonical(settings) + '|' + code)
 
 # %% ../nbs/02c_experiment.ipynb #7237a3e5
 def git_commit(root:str|Path|None=None) -> str:

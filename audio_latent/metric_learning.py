@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_metric_learning.ipynb #75741e8b
 from __future__ import annotations
-import hashlib, time
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -15,6 +15,7 @@ from keras import layers
 from tqdm.auto import tqdm
 
 from . import losses as losses_module
+from .data import short_hash
 from .encoders import THESIS_MODEL_TABLE, MODEL_NAMES, BandStandardiser, pool_time, thesis_input, build_model, input_kind
 from .losses import (LOSSES, make_loss, additive_noise, random_masking, spec_augment, random_time_crop,
                                  patch_dropout)
@@ -343,12 +344,12 @@ def training_code()->str:
 
 def clips_id(catalogue:pd.DataFrame)->str:
     "A short id of the clips (their stems, in order) a run used."
-    return hashlib.sha256(','.join(catalogue.stem.astype(str)).encode()).hexdigest()[:12]
+    return short_hash(','.join(catalogue.stem.astype(str)))
 
 def inputs_id(run:dict, data:dict)->str:
     "A short id of the input array a run trains on (its bytes): the cache key changes when the inputs do."
     X = np.ascontiguousarray(data['yamnet' if run['input'] == 'yamnet' else 'logmel'])
-    return hashlib.sha256(X.view(np.uint8)).hexdigest()[:12]
+    return short_hash(X.view(np.uint8))
 
 def fold_run(run:dict, # a run of `MLConfig.runs()`
              data:dict, catalogue:pd.DataFrame, # inputs and the clips (fold, target, stem), aligned

@@ -12,7 +12,7 @@ import tensorflow as tf
 import keras
 from keras import layers, ops
 
-from .data import atomic_write
+from .data import atomic_write, short_hash
 
 # %% auto #0
 __all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSION', 'HISTORY_COLUMNS', 'gaussian_nll',
@@ -348,7 +348,7 @@ def run_key(settings:dict, train_stems:list) -> str:
     "Readable, collision-safe folder name for one training configuration."
     keep = {k: v for k, v in sorted(settings.items()) if k not in ('epochs',)}
     keep.update(model_version=MODEL_VERSION, spec=ARCHITECTURES.get(settings['architecture']))
-    digest = hashlib.sha256((json.dumps(keep, sort_keys=True, default=str) + '|' + ','.join(sorted(train_stems))).encode()).hexdigest()[:10]
+    digest = short_hash(json.dumps(keep, sort_keys=True, default=str) + '|' + ','.join(sorted(train_stems)), 10)
     return f"{settings['architecture']}-{settings['input']}-z{settings['latent_dim']}-{digest}"
 
 # %% ../nbs/04_vae.ipynb #b3e8b5da
@@ -606,7 +606,7 @@ def pca_reference(cfg:VAEConfig, catalogue:pd.DataFrame, # settings and clips
         train_idx = np.flatnonzero(fold_of != k)
         arr, metas[k] = cached_run(dict(track='vae', representation=prep, outer_fold=k, n_components=s['latent_dim'],
                                         patch_frames=s['patch_frames'], hop_frames=s['hop_frames'], seed=0,
-                                        clips=hashlib.sha256('|'.join(stems).encode()).hexdigest()[:12]),
+                                        clips=short_hash('|'.join(stems))),
                                    lambda: dict(embeddings=pca_patch_embeddings(S, train_idx, s['latent_dim'], s['patch_frames'], s['hop_frames'])),
                                    pca_code)
         E[k] = arr['embeddings']
