@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .retrieval import l2_normalise
+
 # %% auto #0
 __all__ = ['STORE_FORMAT', 'SCHEMA_VERSION', 'DB_NAME', 'BUSY_TIMEOUT_S', 'MAX_PAGES_ENV', 'PAGE_SIZE', 'FILE_COLUMNS',
            'V1_FORMAT', 'StoreError', 'now_utc', 'Store', 'new_stage', 'no_index_message', 'check_store', 'read_v1',
@@ -434,7 +436,7 @@ def bench_add(n:int=100_000, d:int=1024, n_new:int=10, workdir:str|Path|None=Non
     "Seconds to add `n_new` recordings to an `n`-recording index: store commit vs a full rewrite of the old files."
     import tempfile
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, d), dtype=np.float32); X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = l2_normalise(rng.standard_normal((n, d), dtype=np.float32))
     files = pd.DataFrame(dict(path=[f'a/{i:07d}.wav' for i in range(n)], sha256=[f'{i:064x}' for i in range(n)],
                               seconds=5., label=''))
     model = dict(name='synthetic', version='1', pooling='', dim=d)
@@ -497,7 +499,7 @@ def compare_stores(n:int=100_000, d:int=1024, kill_trials:int=10, workdir:str|Pa
     "SQLite (WAL) and LanceDB on the same vectors: batch commit, concurrent writers, SIGKILL, read-back, query, size."
     import tempfile, random, signal, faiss, lancedb, pyarrow as pa
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d), dtype=np.float32); X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = l2_normalise(rng.standard_normal((n, d), dtype=np.float32))
     q = X[:1].copy(); out = {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for kind in ('sqlite', 'lancedb'):

@@ -183,17 +183,23 @@ def test_killed_force_rebuild_keeps_the_old_index_serving(tmp_path, clips):
     arch = tmp_path/'arch'; files = _copy(arch, clips[:4])
     r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'logmel', '--quiet'); assert r.returncode == 0, r.stderr
     _copy(arch, clips[4:12])
+    # killed while held before its 4th one-file batch: mid-rebuild however fast or busy the machine (a kill timed by
+    # commits could land after the new build went live, while the process was still exiting)
+    gate = tmp_path/'gate'; gate.mkdir()
     p = subprocess.Popen(_cli_cmd('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:wide_logmel',
-                                  '--force', '--batch-size', '1', '--quiet'), cwd=ROOT, env=_env(),
+                                  '--force', '--batch-size', '1', '--quiet'), cwd=ROOT, env=_env(GATE=str(gate)),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert _kill_after_commits(p, tmp_path/'idx', 4, 0.05, None), 'the rebuild finished before it could be killed'
+    deadline = time.time() + 120
+    while not (gate/'waiting').exists() and p.poll() is None and time.time() < deadline: time.sleep(0.05)
+    assert (gate/'waiting').exists(), f'the rebuild never reached its 4th batch (exit code {p.poll()})'
+    p.send_signal(signal.SIGKILL); p.wait()
     old = AudioIndex.load(tmp_path/'idx')
     assert old.model['name'] == 'logmel-stats' and len(old) == 4 and old.state == 'live'
     assert search_index(old, files[2], k=1).is_query.iloc[0]
     from audio_latent.store import Store
     with Store(tmp_path/'idx', readonly=True) as s, s.snapshot():
         building = [b for b in s.builds() if b['state'] == 'building']
-        assert len(building) == 1 and 0 < s.count(building[0]['id']) < 12  # the half-done rebuild, kept for resuming
+        assert len(building) == 1 and s.count(building[0]['id']) == 3  # the 3 batches before the kill, kept for resuming
     r = _cli('index', arch, '--index', tmp_path/'idx', '--model', 'tests.test_store:wide_logmel', '--force', '--quiet')
     assert r.returncode == 0 and 'Resumed an interrupted run' in r.stdout, r.stdout + r.stderr
     new = AudioIndex.load(tmp_path/'idx')
@@ -209,13 +215,18 @@ def gated_logmel():
         spec = 'tests.test_store:gated_logmel'  # what a batch is embedded with (the plain class's spec would rebuild the fast one)
         batches = 0
         def embed(self, waveforms):
-            gate = os.environ.get('GATE')
-            if gate and self.batches == 3:
-                Path(gate, 'waiting').touch()
-                while not Path(gate, 'go').exists(): time.sleep(0.05)
-            self.batches += 1
+            self.batches = _hold_at_gate(self.batches)
             return super().embed(waveforms)
     return Gated()
+
+
+def _hold_at_gate(batches_done):
+    "With $GATE set, wait before the 4th batch until $GATE/go exists (touching $GATE/waiting first); the new batch count."
+    gate = os.environ.get('GATE')
+    if gate and batches_done == 3:
+        Path(gate, 'waiting').touch()
+        while not Path(gate, 'go').exists(): time.sleep(0.05)
+    return batches_done + 1
 
 
 def paced_logmel():
@@ -294,13 +305,16 @@ def test_rebuild_waits_for_a_running_add_and_keeps_its_files(tmp_path, clips):
 # -- full disk, read-only index ----------------------------------------------------------------------------------------
 
 def wide_logmel():
-    "A 2048-d embedder (log-mel statistics repeated 16 times): its 8 KB rows fill the database's 16 KB pages fast."
+    """A 2048-d embedder (log-mel statistics repeated 16 times): its 8 KB rows fill the database's 16 KB pages fast.
+    With $GATE set it is held before its 4th batch, as `gated_logmel` is."""
     from audio_latent.embedders import Embedder, LogMelStatsEmbedder
     from audio_latent.retrieval import l2_normalise
     class Wide(Embedder):
         name, version, pooling, dim, spec = 'logmel-wide', '1', 'mean+std over frames, x16', 2048, 'tests.test_store:wide_logmel'
-        inner = LogMelStatsEmbedder()
-        def embed(self, waveforms): return l2_normalise(np.tile(self.inner.embed(waveforms), 16))
+        inner, batches = LogMelStatsEmbedder(), 0
+        def embed(self, waveforms):
+            self.batches = _hold_at_gate(self.batches)
+            return l2_normalise(np.tile(self.inner.embed(waveforms), 16))
         def embed_long(self, blocks): return l2_normalise(np.tile(self.inner.embed_long(blocks), 16)[None])[0]
     return Wide()
 
