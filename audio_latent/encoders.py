@@ -10,18 +10,11 @@ import keras
 from keras import layers
 
 # %% auto #0
-__all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'BandStandardiser', 'pool_time', 'thesis_input', 'thesis_model',
+__all__ = ['THESIS_MODEL_TABLE', 'RESNET_BLOCKS', 'MODEL_NAMES', 'pool_time', 'thesis_input', 'thesis_model',
            'thesis_model_parameters', 'resnet', 'temporal_cnn', 'MaskedPatchPooling', 'patch_head', 'input_kind',
            'build_model']
 
 # %% ../nbs/05_encoders.ipynb #295b3996
-class BandStandardiser:
-    "Per-band standardisation of spectrograms `(n, frames, bands)`, fitted on training clips only."
-    def fit(self, X:np.ndarray): # (n, frames, bands) training spectrograms
-        self.mean_ = X.mean(axis=(0, 1)); self.std_ = X.std(axis=(0, 1)) + 1e-6
-        return self
-    def transform(self, X:np.ndarray)->np.ndarray: return ((X - self.mean_) / self.std_).astype(np.float32)
-
 def pool_time(S:np.ndarray, # (n, frames, bands) spectrograms
               factor:int=2, # frames averaged into one
              )->np.ndarray: # (n, frames // factor, bands)

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['frame_signal', 'periodic_hann', 'stft_magnitude', 'hz_to_mel', 'mel_filterbank', 'logmel', 'minmax_per_clip',
-           'stft_db_256', 'mfcc_mean_std', 'benchmark_features', 'main']
+           'stft_db_256', 'mfcc_mean_std', 'Standardiser', 'benchmark_features', 'main']
 
 # %% ../nbs/01_features.ipynb #fcd2d541
 def frame_signal(y:np.ndarray, # samples on the last axis
@@ -115,6 +115,17 @@ def mfcc_mean_std(y:np.ndarray, # waveforms (n_clips, n_samples)
         m = scipy.fftpack.dct(D, axis=-2, type=2, norm='ortho')[..., :n_mfcc, :]
         out.append(np.concatenate([m.mean(-1), m.std(-1)], -1))
     return np.concatenate(out).astype(np.float32)
+
+# %% ../nbs/01_features.ipynb #c2ea8750
+class Standardiser:
+    "z-score with statistics fitted on training data only: `(X - mean) / (std + eps)`, as float32."
+    def __init__(self, axis:int|tuple=0, # axes pooled: 0 per column of (n, d) vectors, (0, 1) per band of (n, frames, bands)
+                 eps:float=1e-8, # added to the standard deviation: a constant column maps to zero
+                ): self.axis, self.eps = axis, eps
+    def fit(self, X:np.ndarray): # training arrays
+        self.mean_ = X.mean(axis=self.axis); self.std_ = X.std(axis=self.axis) + self.eps
+        return self
+    def transform(self, X:np.ndarray)->np.ndarray: return ((X - self.mean_) / self.std_).astype(np.float32)
 
 # %% ../nbs/01_features.ipynb #47582ac9
 def benchmark_features(n_clips:int|None=None, # clips to time (default: all of ESC-50)

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from . import losses as losses_module
 from .data import short_hash
-from .encoders import THESIS_MODEL_TABLE, MODEL_NAMES, BandStandardiser, pool_time, thesis_input, build_model, input_kind
+from .features import Standardiser
+from .encoders import THESIS_MODEL_TABLE, MODEL_NAMES, pool_time, thesis_input, build_model, input_kind
 from .losses import (LOSSES, make_loss, additive_noise, random_masking, spec_augment, random_time_crop,
                                  patch_dropout)
 from .retrieval import (l2_normalise, DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
@@ -135,7 +136,6 @@ def fit_embedding(encoder:keras.Model, # input -> embedding
         if on_epoch_end is not None: on_epoch_end(epoch + 1, None if proxies is None else proxies.numpy())
     return dict(loss=history, seconds=time.perf_counter() - t0, proxies=None if proxies is None else proxies.numpy())
 
-def _unit(E): return (E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 def embed(encoder:keras.Model, # trained encoder
           X:np.ndarray, # inputs (n, ...)
@@ -146,11 +146,11 @@ def embed(encoder:keras.Model, # trained encoder
     "Embed inputs with a trained encoder (optionally averaging over crops) and L2-normalise."
     def whole(Z): return np.concatenate([encoder(Z[i:i + batch_size], training=False).numpy()
                                         for i in range(0, len(Z), batch_size)])
-    if not crop_frames or crop_frames >= X.shape[1]: return _unit(whole(X))
+    if not crop_frames or crop_frames >= X.shape[1]: return l2_normalise(whole(X))
     hop = hop_frames or max(crop_frames // 2, 1)
     starts = list(range(0, X.shape[1] - crop_frames + 1, hop))
     if starts[-1] != X.shape[1] - crop_frames: starts.append(X.shape[1] - crop_frames)
-    return _unit(sum(_unit(whole(X[:, s:s + crop_frames])) for s in starts))
+    return l2_normalise(sum(l2_normalise(whole(X[:, s:s + crop_frames])) for s in starts))
 
 # %% ../nbs/05_metric_learning.ipynb #e23a04e0
 SCALERS = ('MinMaxScaler', 'StandardScaler', 'Normalizer')
@@ -238,7 +238,7 @@ def run_inputs(run:dict, # a run of a profile
     "The input a run's model takes, for all clips."
     if run['input'] == 'yamnet': return data['yamnet']
     S = pool_time(data['logmel'], run.get('time_pool', 1)) if run['input'] == 'logmel' else thesis_input(data['logmel'])[..., 0]
-    X = BandStandardiser().fit(S[train]).transform(S)
+    X = Standardiser(axis=(0, 1), eps=1e-6).fit(S[train]).transform(S)  # per mel band
     if run['input'] == 'thesis' or run['model'].startswith('resnet'): X = X[..., None]
     return X
 
@@ -336,10 +336,10 @@ def training_code()->str:
     "code_hash of everything that determines a trained run's arrays (inputs, models, losses, training loop)."
     # hashed from the exported module (the notebook's cells have no source file for classes, and a kernel that runs
     # the notebook and one that imports the package must agree on the id, so `make report` reuses cached runs)
-    import audio_latent.metric_learning as m, audio_latent.encoders as e
-    return code_hash(e.BandStandardiser, e.pool_time, e.thesis_input, e.thesis_model, e._conv_bn, e._basic_block,
+    import audio_latent.metric_learning as m, audio_latent.encoders as e, audio_latent.features as f
+    return code_hash(f.Standardiser, e.pool_time, e.thesis_input, e.thesis_model, e._conv_bn, e._basic_block,
                      e._bottleneck_block, e.resnet, e.temporal_cnn, e.MaskedPatchPooling, e.patch_head, e.input_kind,
-                     e.build_model, m.epoch_batches, m.make_augment, m.train_step, m.fit_embedding, m._unit, m.embed, m.run_inputs,
+                     e.build_model, m.epoch_batches, m.make_augment, m.train_step, m.fit_embedding, l2_normalise, m.embed, m.run_inputs,
                      m.model_input_shape, m.train_fold, m.fold_run, losses_module)
 
 def clips_id(catalogue:pd.DataFrame)->str:

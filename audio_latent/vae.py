@@ -13,6 +13,7 @@ import keras
 from keras import layers, ops
 
 from .data import atomic_write, short_hash
+from .features import Standardiser
 
 # %% auto #0
 __all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSION', 'HISTORY_COLUMNS', 'gaussian_nll',
@@ -339,7 +340,7 @@ def standardise(X:np.ndarray, # (n, d) vectors
                 fit_rows:np.ndarray, # boolean mask or indices of the rows whose statistics are used
                 eps:float=1e-8) -> np.ndarray:
     "z-score every column with the mean and standard deviation of `fit_rows` (no labels involved)."
-    ref = X[fit_rows]; return ((X - ref.mean(0)) / (ref.std(0) + eps)).astype(np.float32)
+    return Standardiser(axis=0, eps=eps).fit(X[fit_rows]).transform(X)
 
 # %% ../nbs/04_vae.ipynb #79d97abf
 MODEL_VERSION = 1  # bump when a change to the code changes what a checkpoint means
