@@ -1,6 +1,6 @@
 """Metric learning end to end: the profiles and the notebook on real clips (tiny profile). The second thesis's own
 models are tests/test_thesis_models.py.
-The losses, miners and the triplet score are unit-tested by hand-computed cases in nbs/05a_losses and nbs/05_metric_learning."""
+The losses, miners and the triplet score are unit-tested by hand-computed cases in nbs/05_losses and nbs/05_metric_learning."""
 import json
 import numpy as np, pandas as pd
 
