@@ -340,7 +340,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                      'audio_latent.ondisk._encode_and_add_shards': ( 'ondisk.html#_encode_and_add_shards',
                                                                                      'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk._file_bytes': ('ondisk.html#_file_bytes', 'audio_latent/ondisk.py'),
-                                     'audio_latent.ondisk._git_commit': ('ondisk.html#_git_commit', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk._in_child': ('ondisk.html#_in_child', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk._phase_build': ('ondisk.html#_phase_build', 'audio_latent/ondisk.py'),
                                      'audio_latent.ondisk._phase_search': ('ondisk.html#_phase_search', 'audio_latent/ondisk.py'),

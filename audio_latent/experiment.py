@@ -14,9 +14,9 @@ import yaml
 from .data import atomic_write, cache_dir, project_root, reports_dir, short_hash
 
 # %% auto #0
-__all__ = ['RUN_COLUMNS', 'RESULT_KEY', 'params_path', 'load_settings', 'inner_validation_fold', 'code_hash', 'run_id',
-           'git_commit', 'cached_run', 'record_runs', 'load_runs', 'seed_tolerance', 'compare_results', 'check_results',
-           'main']
+__all__ = ['GENERATED_OUTPUTS', 'RUN_COLUMNS', 'RESULT_KEY', 'params_path', 'load_settings', 'inner_validation_fold', 'code_hash',
+           'run_id', 'git_commit', 'cached_run', 'record_runs', 'load_runs', 'seed_tolerance', 'compare_results',
+           'check_results', 'main']
 
 # %% ../nbs/02c_experiment.ipynb #a092b431
 def params_path(params_file:str|Path|None=None) -> Path:
@@ -67,12 +67,14 @@ def run_id(settings:dict, # everything that changes the run's arrays (seed and f
     return short_hash(_canonical(settings) + '|' + code)
 
 # %% ../nbs/02c_experiment.ipynb #7237a3e5
+GENERATED_OUTPUTS = (':(exclude,glob)reports/*/**', ':(exclude)reports/report.md', ':(exclude)reports/report.html')
+
 def git_commit(root:str|Path|None=None) -> str:
-    "Short commit of the checkout at `root` (default: the project), '-dirty' if tracked files changed; 'unknown' without git."
+    "Short commit of the checkout at `root` (default: the project), '-dirty' if tracked code or settings changed (not the outputs under reports/); 'unknown' without git."
     root = Path(root or project_root())
     try:
         head = subprocess.run(['git', 'rev-parse', '--short=10', 'HEAD'], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD', '--'], cwd=root, capture_output=True).returncode != 0
+        dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD', '--', '.', *GENERATED_OUTPUTS], cwd=root, capture_output=True).returncode != 0
         return head + ('-dirty' if dirty else '')
     except (OSError, subprocess.CalledProcessError): return 'unknown'
 

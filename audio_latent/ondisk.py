@@ -13,6 +13,7 @@ import pandas as pd
 import scipy.optimize, scipy.signal
 
 from .retrieval import l2_normalise
+from .experiment import git_commit
 from .search_bench import (spectrum_from_knots, WITHIN_SPECTRUM, BETWEEN_SPECTRUM, _recall_at_k,
                                        _time_queries)
 
@@ -541,14 +542,6 @@ def _in_child(fn, **kw):
         subprocess.run([sys.executable, '-c', code, str(args), str(res)], env=env, check=True)
         return pickle.loads(res.read_bytes())
 
-def _git_commit():
-    try:
-        root = Path(__file__).resolve().parents[1]
-        c = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root, capture_output=True, text=True).stdout.strip()
-        return c + ('+dirty' if dirty else '')
-    except Exception: return 'unknown'
-
 def _say_search(say, chosen:tuple, df:pd.DataFrame, n_tune:int, n_candidates:int, target_recall:float, how:str):
     "Print the setting the tuning chose and the test rows (warm, then after a restart with a cold page cache)."
     say(f"chosen on {n_tune} tuning queries: nprobe={chosen[0]}, shortlist={chosen[1]}, exact={chosen[2]} "
@@ -581,7 +574,7 @@ def benchmark_ondisk(n:int=10_000_000, # segment vectors in the index
     folder.mkdir(parents=True, exist_ok=True)
     if overwrite and (folder/'index').exists(): shutil.rmtree(folder/'index')
     say = print if verbose else (lambda *a, **kw: None)
-    run_id, commit = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ'), _git_commit()  # the code that runs
+    run_id, commit = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ'), git_commit()  # the code that runs
     say(f"on-disk index benchmark {run_id}: n={n:,} segment vectors (d=1024), files under {folder}")
     b = _in_child(_phase_build, n=n, folder=str(folder), n_tune=n_tune, n_test=n_test, k=k, seed=seed,
                   n_clusters=n_clusters, chunk=chunk, factory=factory, threads=threads, pq_points=pq_points)
@@ -633,7 +626,7 @@ def remeasure_search(n:int=10_000_000, # the index of an earlier `benchmark_ondi
         raise FileNotFoundError(f"{folder} holds no finished benchmark index: run `python -m audio_latent.ondisk bench "
                                 f"--n {n}` first.")
     say = print if verbose else (lambda *a, **kw: None)
-    run_id, commit = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ'), _git_commit()
+    run_id, commit = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ'), git_commit()
     say(f"on-disk index search re-measured {run_id}: n={n:,}, files under {folder} (load average "
         f"{os.getloadavg()[0]:.1f} before)")
     s = _in_child(_phase_search, folder=str(folder), k=k, nprobes=nprobes, shortlists=shortlists, exacts=exacts,
