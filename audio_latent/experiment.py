@@ -15,8 +15,8 @@ from .data import atomic_write, cache_dir, project_root, reports_dir, short_hash
 
 # %% auto #0
 __all__ = ['GENERATED_OUTPUTS', 'RUN_COLUMNS', 'RESULT_KEY', 'params_path', 'load_settings', 'inner_validation_fold', 'code_hash',
-           'run_id', 'git_commit', 'cached_run', 'record_runs', 'load_runs', 'seed_tolerance', 'compare_results',
-           'check_results', 'main']
+           'run_id', 'git_commit', 'cached_run', 'record_runs', 'load_runs', 'spend_summary', 'seed_tolerance',
+           'compare_results', 'check_results', 'main']
 
 # %% ../nbs/02c_experiment.ipynb #a092b431
 def params_path(params_file:str|Path|None=None) -> Path:
@@ -127,6 +127,17 @@ def load_runs(reports:str|Path|None=None) -> pd.DataFrame:
     "reports/results/runs.csv (empty with the right columns if missing)."
     path = reports_dir(reports)/'results'/'runs.csv'
     return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=RUN_COLUMNS)
+
+# %% ../nbs/02c_experiment.ipynb #spend023
+def spend_summary(spend:pd.DataFrame, # rows of a `<experiment>_spend.csv`: representation, steps, curve, train_cpu_s, nominal_cpu_s
+                 ) -> pd.DataFrame: # per representation: runs, steps, nominal_cpu_s, train_cpu_s (mean, min, max), measured_over_nominal
+    "Measured training CPU-seconds per run beside the nominal cost of its steps, over the runs at the budget."
+    s = spend[~spend.curve.astype(bool)]
+    t = s.groupby('representation').agg(runs=('train_cpu_s', 'size'), steps=('steps', 'first'), nominal_cpu_s=('nominal_cpu_s', 'first'),
+                                        train_cpu_s=('train_cpu_s', 'mean'), train_cpu_s_min=('train_cpu_s', 'min'),
+                                        train_cpu_s_max=('train_cpu_s', 'max'))
+    t['measured_over_nominal'] = t.train_cpu_s / t.nominal_cpu_s
+    return t
 
 # %% ../nbs/02c_experiment.ipynb #a1864c2f
 RESULT_KEY = ['experiment', 'representation', 'seed', 'distance', 'protocol', 'level', 'metric', 'k']

@@ -352,6 +352,21 @@ def _sections_provenance(runs:pd.DataFrame) -> list[str]:
                 _md_table(stand[['representation', 'stand_in', 'settings']])]
     return out
 
+def _sections_spend(out:Path) -> list[str]:
+    "Measured training CPU-seconds beside each nominal budget, from `reports/training/<experiment>_spend.csv`."
+    from audio_latent.experiment import spend_summary
+    parts = []
+    for f in sorted((out/'training').glob('*_spend.csv')):
+        t = spend_summary(pd.read_csv(f))   # the runs at the budget (a learning-curve run trains on past it)
+        if t.empty: continue
+        parts.append(f"### `{f.stem.removesuffix('_spend')}`\n\n" + _md_table(t.sort_values('train_cpu_s'), '.2f'))
+    if not parts: return []
+    return ["## Training compute: nominal and measured",
+            "A CPU budget is turned into optimiser steps once, from a calibrated cost per step (`nominal_cpu_s` = steps x that "
+            "cost), so reruns train the same steps. `train_cpu_s` is what each final run really spent in its training steps "
+            "(process CPU-seconds, measured when the run was computed; per model and outer fold: mean, min and max over seeds "
+            "and folds). Where `measured_over_nominal` differs between models, the budget was equal only nominally.", *parts]
+
 # %% ../nbs/06_report.ipynb #bab1f6a1
 def build_report(reports:str|Path|None=None, # reports folder (default: the project's)
                  params_file:str|Path|None=None, # settings file with the `report` block (default: reports/params.yaml)
@@ -394,6 +409,7 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
           "Note: the thesis's YAMNet `delta` is a fixed linear map of `mu` (a derivative filter along the embedding axis "
           "commutes with the mean over patches), so it carries no information `mu` lacks.",
           *_sections_provenance(runs),
+          *_sections_spend(out),
           "## Both protocols",
           "`loo` (the first thesis) lets a query find other fragments of its own recording; `cross-fold` does not, and is "
           "the only fair protocol for models trained on four folds and scored on the fifth. Fitted representations are searched "

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .losses import make_loss
 from .retrieval import (RESULT_COLUMNS, evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results,
                                     write_predictions)
-from .experiment import (load_settings, inner_validation_fold, code_hash, cached_run, record_runs)
+from .experiment import (load_settings, inner_validation_fold, code_hash, cached_run, record_runs, spend_summary)
 from . import metric_learning as ml
 from .encoders import build_model, input_kind
 from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS, run_inputs, model_input_shape,
@@ -26,7 +26,7 @@ from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRAS
 
 # %% auto #0
 __all__ = ['THESIS_REPRESENTATIONS', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config',
-           'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'select_learning_rate',
+           'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'select_learning_rate', 'trained_steps',
            'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'calibrate', 'main', 'call_counts', 'track_cost',
            'equal_budget_table']
 
@@ -245,14 +245,22 @@ def select_learning_rate(run:dict, # a run of `ThesisModelsConfig.runs()`
     return chosen, pd.DataFrame(rows), metas
 
 # %% ../nbs/05b_thesis_models.ipynb #6ad033af
+def trained_steps(arrays:dict, # a run's arrays, with 'embeddings_<step>' keys
+                 )->int: # the last checkpoint: the steps the run trained
+    "Optimiser steps of a cached run, read from its checkpoint keys."
+    return max(int(k.split('_')[1]) for k in arrays if k.startswith('embeddings_'))
+
 def _curve_rows(name:str, run:dict, arrays:dict, catalogue:pd.DataFrame, fold:int, seed:int, lr:float, step_cpu_s:float|None)->list:
     "Held-out-fold accuracy and MAP@R of one fold model at each checkpoint (step 0: the untrained encoder)."
     rows, f = [], catalogue.fold.to_numpy()
     gallery = sorted(int(v) for v in np.unique(f))
+    # the run's measured training CPU-seconds spread evenly over its steps (its start cost included)
+    per_step = float(arrays['train_cpu_s']) / trained_steps(arrays) if 'train_cpu_s' in arrays else np.nan
     for key in sorted((k for k in arrays if k.startswith('embeddings_')), key=lambda k: int(k.split('_')[1])):
         step = int(key.split('_')[1]); E = arrays[key]
         rows.append(dict(representation=name, seed=seed, fold=fold, learning_rate=lr, step=step,
-                         cpu_s=step * step_cpu_s if step_cpu_s else (0.0 if step == 0 else np.nan), budget_steps=run['steps'],
+                         cpu_s=step * step_cpu_s if step_cpu_s else (0.0 if step == 0 else np.nan),
+                         measured_cpu_s=0.0 if step == 0 else step * per_step, budget_steps=run['steps'],
                          accuracy=fold_accuracy({fold: E}, catalogue)[fold],
                          map_at_r=inner_fold_score({fold: E}, catalogue, gallery_folds=gallery)))
     return rows
@@ -264,10 +272,10 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                       cache:str|Path|None=None, # cache of trained runs (None: the project's)
                       experiment:str='thesis_models',
                       progress:bool=True, # a line per model as it finishes
-                     )->dict: # results, predictions, records, selection, curves, timings
+                     )->dict: # results, predictions, records, selection, curves, spend, timings
     "Every appendix-A model: learning-rate selection per outer fold, final models per seed, evaluation, learning curve."
     t0, timings = time.perf_counter(), {}
-    rows, predictions, records, selections, curves = [], [], [], [], []
+    rows, predictions, records, selections, curves, spend = [], [], [], [], [], []
     fold_of = catalogue.fold.to_numpy()
     triplets = held_out_triplets(catalogue.target.to_numpy(), fold_of, config.triplets_per_anchor, 0)
     triplets = triplets[np.isin(fold_of[triplets[:, 0]], config.folds)]
@@ -281,13 +289,17 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                 arrays, _ = untrained_embeddings(run, data, catalogue, k, config.selection_seed, cache, inputs)
                 curves += _curve_rows(name, run, arrays, catalogue, k, config.selection_seed, np.nan, config.step_cpu_s.get(name))
         for s in config.seeds:
-            spaces, metas, cpu = {}, [], 0.0
+            spaces, metas = {}, []
             for k in config.folds:
                 on_curve = k == config.curve_fold and s == config.selection_seed and run.get('steps')
                 extra = curve_steps(run['steps'], config.curve_multiples) if on_curve else ()
                 arrays, meta = fold_model(run, data, catalogue, k, s, chosen[k], 'final', extra, cache, inputs)
                 steps = run_steps(run, catalogue.target.to_numpy()[fold_of != k])
-                spaces[k] = arrays[f'embeddings_{steps}']; metas.append(meta); cpu += float(arrays['train_cpu_s'])
+                spaces[k] = arrays[f'embeddings_{steps}']; metas.append(meta)
+                trained = trained_steps(arrays)   # the curve run trains on to its last checkpoint
+                spend.append(dict(representation=name, seed=int(s), fold=int(k), learning_rate=float(chosen[k]), steps=trained,
+                                  budget_steps=steps, curve=bool(on_curve), train_cpu_s=float(arrays['train_cpu_s']),
+                                  nominal_cpu_s=trained * config.step_cpu_s[name] if name in config.step_cpu_s else np.nan))
                 if on_curve: curves += _curve_rows(name, run, arrays, catalogue, k, s, chosen[k], config.step_cpu_s.get(name))
             rid = _spaces_run(name, s, metas)
             rows.append(evaluate_spaces(spaces, catalogue, experiment, name, rid, seed=s, n_boot=config.n_boot))
@@ -309,7 +321,7 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                            f"learning rates chosen {chosen}; {timings[name]:.0f} s", flush=True)
     results = pd.concat(rows, ignore_index=True)[RESULT_COLUMNS]
     preds = pd.concat(predictions, ignore_index=True)
-    curves = pd.DataFrame(curves)
+    curves, spend = pd.DataFrame(curves), pd.DataFrame(spend)
     timings['total'] = time.perf_counter() - t0
     if reports is not False:
         from audio_latent.data import reports_dir, atomic_write
@@ -318,7 +330,9 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
         if len(curves):
             path = reports_dir(reports)/'training'/f'{experiment}.csv'; path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda p: curves.to_csv(p, index=False, float_format='%.6f', lineterminator='\n'))
-    return dict(results=results, predictions=preds, records=records, curves=curves, timings=timings,
+        path = reports_dir(reports)/'training'/f'{experiment}_spend.csv'; path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: spend.to_csv(p, index=False, float_format='%.4f', lineterminator='\n'))
+    return dict(results=results, predictions=preds, records=records, curves=curves, spend=spend, timings=timings,
                 selection=pd.concat(selections, ignore_index=True) if selections else pd.DataFrame())
 
 def load_data(config:ThesisModelsConfig, # which clips (n_per_class, classes)
@@ -421,8 +435,9 @@ def track_cost(run:dict, # a run of `config.runs()`
 def equal_budget_table(results:pd.DataFrame, # this track's tidy rows
                        config:ThesisModelsConfig|None=None, # for the steps and budget columns
                        curves:pd.DataFrame|None=None, # `reports/training/thesis_models.csv`, for the untrained column
+                       spend:pd.DataFrame|None=None, # `reports/training/thesis_models_spend.csv`, for the measured CPU-seconds
                       )->pd.DataFrame: # one row per model, best first
-    "Per model: 1-NN accuracy (mean and each seed), MAP@R, the best triplet score with its distance-scaler, and untrained accuracy."
+    "Per model: 1-NN accuracy (mean and each seed), MAP@R, the best triplet score with its distance-scaler, untrained accuracy, measured spend."
     r = results[(results.protocol == 'cross-fold') & (results.level == 'sub') & (results.k == 1)]
     acc = r[(r.metric == 'accuracy') & (r.distance == 'cosine')]
     out = acc.groupby('representation').value.agg(accuracy='mean', accuracy_sd='std', n_seeds='size')
@@ -440,6 +455,10 @@ def equal_budget_table(results:pd.DataFrame, # this track's tidy rows
         out['untrained_accuracy'] = start.accuracy.mean()
         out['untrained_folds'] = start.fold.nunique()
         out['gain_over_untrained'] = out.accuracy - out.untrained_accuracy
+    if spend is not None and len(spend):
+        s = spend_summary(spend)
+        out['train_cpu_s'], out['train_cpu_s_min'], out['train_cpu_s_max'] = s.train_cpu_s, s.train_cpu_s_min, s.train_cpu_s_max
+        if config is not None and config.budget_cpu_s: out['spend_over_budget'] = out.train_cpu_s / config.budget_cpu_s
     return out.sort_values('accuracy', ascending=False)
 
 # last in the module, so that `python -m` sees every function (a notebook kernel also calls itself __main__, but has no __file__)
