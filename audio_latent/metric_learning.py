@@ -136,7 +136,6 @@ def fit_embedding(encoder:keras.Model, # input -> embedding
         if on_epoch_end is not None: on_epoch_end(epoch + 1, None if proxies is None else proxies.numpy())
     return dict(loss=history, seconds=time.perf_counter() - t0, proxies=None if proxies is None else proxies.numpy())
 
-
 def embed(encoder:keras.Model, # trained encoder
           X:np.ndarray, # inputs (n, ...)
           batch_size:int=128, # inputs per forward pass
