@@ -26,9 +26,9 @@ from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRAS
 
 # %% auto #0
 __all__ = ['THESIS_REPRESENTATIONS', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config',
-           'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'select_learning_rate', 'trained_steps',
-           'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'calibrate', 'main', 'call_counts', 'track_cost',
-           'equal_budget_table']
+           'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'checkpoint_steps',
+           'select_learning_rate', 'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'calibrate', 'main',
+           'call_counts', 'track_cost', 'equal_budget_table']
 
 # %% ../nbs/05b_thesis_models.ipynb #6d73a556
 def train_steps(encoder:keras.Model, # input -> embedding
@@ -220,6 +220,11 @@ def untrained_embeddings(run:dict, # a run of `ThesisModelsConfig.runs()`
     return arrays, meta
 
 # %% ../nbs/05b_thesis_models.ipynb #84fdb230
+def checkpoint_steps(arrays:dict, # a run's arrays, with 'embeddings_<step>' keys
+                    )->list: # the steps it was embedded at, ascending (the last: the steps it trained)
+    "Checkpoint steps of a cached run, read from its array names."
+    return sorted(int(k.split('_')[1]) for k in arrays if k.startswith('embeddings_'))
+
 def select_learning_rate(run:dict, # a run of `ThesisModelsConfig.runs()`
                          data:dict, catalogue:pd.DataFrame, # inputs and clips, aligned
                          config:ThesisModelsConfig,
@@ -236,7 +241,7 @@ def select_learning_rate(run:dict, # a run of `ThesisModelsConfig.runs()`
         scores = {}
         for lr in rates:
             arrays, meta = fold_model(run, data, catalogue, k, config.selection_seed, lr, 'select', (), cache, inputs)
-            steps = max(int(key.split('_')[1]) for key in arrays if key.startswith('embeddings_'))
+            steps = checkpoint_steps(arrays)[-1]
             scores[lr] = inner_fold_score({v: arrays[f'embeddings_{steps}']}, catalogue, gallery_folds=gallery)
             metas.append(meta)
         key = {lr: (s if np.isfinite(s) else -np.inf) for lr, s in scores.items()}
@@ -245,19 +250,15 @@ def select_learning_rate(run:dict, # a run of `ThesisModelsConfig.runs()`
     return chosen, pd.DataFrame(rows), metas
 
 # %% ../nbs/05b_thesis_models.ipynb #6ad033af
-def trained_steps(arrays:dict, # a run's arrays, with 'embeddings_<step>' keys
-                 )->int: # the last checkpoint: the steps the run trained
-    "Optimiser steps of a cached run, read from its checkpoint keys."
-    return max(int(k.split('_')[1]) for k in arrays if k.startswith('embeddings_'))
-
 def _curve_rows(name:str, run:dict, arrays:dict, catalogue:pd.DataFrame, fold:int, seed:int, lr:float, step_cpu_s:float|None)->list:
     "Held-out-fold accuracy and MAP@R of one fold model at each checkpoint (step 0: the untrained encoder)."
     rows, f = [], catalogue.fold.to_numpy()
     gallery = sorted(int(v) for v in np.unique(f))
     # the run's measured training CPU-seconds spread evenly over its steps (its start cost included)
-    per_step = float(arrays['train_cpu_s']) / trained_steps(arrays) if 'train_cpu_s' in arrays else np.nan
-    for key in sorted((k for k in arrays if k.startswith('embeddings_')), key=lambda k: int(k.split('_')[1])):
-        step = int(key.split('_')[1]); E = arrays[key]
+    steps = checkpoint_steps(arrays)
+    per_step = float(arrays['train_cpu_s']) / steps[-1] if 'train_cpu_s' in arrays else np.nan
+    for step in steps:
+        E = arrays[f'embeddings_{step}']
         rows.append(dict(representation=name, seed=seed, fold=fold, learning_rate=lr, step=step,
                          cpu_s=step * step_cpu_s if step_cpu_s else (0.0 if step == 0 else np.nan),
                          measured_cpu_s=0.0 if step == 0 else step * per_step, budget_steps=run['steps'],
@@ -296,7 +297,7 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                 arrays, meta = fold_model(run, data, catalogue, k, s, chosen[k], 'final', extra, cache, inputs)
                 steps = run_steps(run, catalogue.target.to_numpy()[fold_of != k])
                 spaces[k] = arrays[f'embeddings_{steps}']; metas.append(meta)
-                trained = trained_steps(arrays)   # the curve run trains on to its last checkpoint
+                trained = checkpoint_steps(arrays)[-1]   # the curve run trains on to its last checkpoint
                 spend.append(dict(representation=name, seed=int(s), fold=int(k), learning_rate=float(chosen[k]), steps=trained,
                                   budget_steps=steps, curve=bool(on_curve), train_cpu_s=float(arrays['train_cpu_s']),
                                   nominal_cpu_s=trained * config.step_cpu_s[name] if name in config.step_cpu_s else np.nan))
