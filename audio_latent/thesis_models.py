@@ -27,8 +27,8 @@ from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRAS
 # %% auto #0
 __all__ = ['THESIS_REPRESENTATIONS', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config',
            'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'checkpoint_steps',
-           'select_learning_rate', 'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'calibrate', 'main',
-           'call_counts', 'track_cost', 'equal_budget_table']
+           'select_learning_rate', 'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'measure_run_step_cpu_s',
+           'calibrate', 'main', 'call_counts', 'track_cost', 'equal_budget_table']
 
 # %% ../nbs/05b_thesis_models.ipynb #6d73a556
 def train_steps(encoder:keras.Model, # input -> embedding
@@ -343,38 +343,67 @@ def load_data(config:ThesisModelsConfig, # which clips (n_per_class, classes)
     return ml.load_data(config, data_dir)
 
 # %% ../nbs/05b_thesis_models.ipynb #c29233a0
+def _fold1_training(run:dict, data:dict, catalogue:pd.DataFrame)->tuple:
+    "The inputs (standardised on them) and labels of the training clips of outer fold 1, as the calibration times them."
+    y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy(); train = f != sorted(np.unique(f))[0]
+    return run_inputs(run, data, train)[train], y[train]
+
+def _run_cpu_s(run:dict, X:np.ndarray, y:np.ndarray, steps:int)->float:
+    "Training CPU-seconds of one run of `steps` steps from a freshly built encoder (seed 0, rate 1e-4)."
+    keras.utils.set_random_seed(0)
+    encoder = build_model(run['model'], model_input_shape(run, X))
+    h = train_steps(encoder, X, y, make_loss(run, encoder.output_shape[-1]), steps, 1e-4,
+                    run['batch_size'], make_augment(run, run['input']), 0, run['sampler'])
+    del encoder; gc.collect()
+    return h['train_cpu_s']
+
 def measure_step_cpu_s(run:dict, # a run of `ThesisModelsConfig.runs()`
                        data:dict, catalogue:pd.DataFrame, # inputs and clips, aligned
                        n:int=8, # timed steps
                        warmup:int=2, # steps paid by both runs (graph building included)
-                      )->float: # CPU-seconds of one training step
-    "Measured CPU-seconds of one optimiser step of a model on the training clips of outer fold 1."
-    y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy(); train = f != sorted(np.unique(f))[0]
-    X = run_inputs(run, data, train)
-    cpu = []
-    for steps in (warmup, warmup + n):
-        keras.utils.set_random_seed(0)
-        encoder = build_model(run['model'], model_input_shape(run, X))
-        h = train_steps(encoder, X[train], y[train], make_loss(run, encoder.output_shape[-1]), steps, 1e-4,
-                        run['batch_size'], make_augment(run, run['input']), 0, run['sampler'])
-        cpu.append(h['train_cpu_s'])
+                      )->float: # marginal CPU-seconds of one training step
+    "Measured CPU-seconds of one optimiser step after warm-up, on the training clips of outer fold 1."
+    X, y = _fold1_training(run, data, catalogue)
+    cpu = [_run_cpu_s(run, X, y, steps) for steps in (warmup, warmup + n)]
     return max((cpu[1] - cpu[0]) / n, 1e-6)
 
+def measure_run_step_cpu_s(run:dict, # a run of `ThesisModelsConfig.runs()`
+                           data:dict, catalogue:pd.DataFrame, # inputs and clips, aligned
+                           budget_cpu_s:float, # the budget the steps are for
+                           step_cpu_s:float, # first estimate (e.g. `measure_step_cpu_s`)
+                           passes:int=2, # whole runs, each at the steps the previous estimate buys
+                          )->float: # CPU-seconds per step of a whole run at the budget, its start included
+    "Whole-run cost per step: a run of the steps the budget buys, its training CPU-seconds over its steps, iterated."
+    if passes < 1: raise ValueError(f"passes={passes}: time at least one whole run")
+    X, y = _fold1_training(run, data, catalogue)
+    for _ in range(passes):
+        steps = steps_for_budget(budget_cpu_s, step_cpu_s)
+        step_cpu_s = max(_run_cpu_s(run, X, y, steps) / steps, 1e-6)
+    return step_cpu_s
+
 def calibrate(profile:str='cpu', # profile whose models to time
-              n:int=8, # timed steps per model
+              n:int=8, # timed steps per model (the marginal estimate)
               data_dir:str|Path|None=None, # ESC-50 folder
+              whole_run:bool=True, # refine with whole runs at the profile's budget (`measure_run_step_cpu_s`)
              )->dict: # representation -> CPU-seconds per step
-    "Time one training step of every model of a profile (to paste into `step_cpu_s`)."
-    cfg = load_config(profile); cfg.budget_cpu_s, cfg.steps = None, 1   # time every model, whatever its budget
+    "Cost of a training step of every model of a profile (to paste into `step_cpu_s`)."
+    cfg = load_config(profile); budget = cfg.budget_cpu_s
+    cfg.budget_cpu_s, cfg.steps = None, 1   # time every model, whatever its budget
     catalogue, data = load_data(cfg, data_dir)
-    return {representation_name(r): round(measure_step_cpu_s(r, data, catalogue, n), 4) for r in cfg.runs()}
+    out = {}
+    for r in cfg.runs():
+        cost = measure_step_cpu_s(r, data, catalogue, n)
+        if whole_run and budget: cost = measure_run_step_cpu_s(r, data, catalogue, budget, cost)
+        out[representation_name(r)] = round(cost, 4)
+    return out
 
 def main(argv:list|None=None)->int:
     "python -m audio_latent.thesis_models calibrate --profile cpu | cost --models triplet/resnet50"
     p = argparse.ArgumentParser(prog='python -m audio_latent.thesis_models', description=main.__doc__)
     sub = p.add_subparsers(dest='command', required=True)
-    c = sub.add_parser('calibrate', help="time one training step of every model; prints the step_cpu_s line for reports/params.yaml")
-    c.add_argument('--profile', default='cpu'); c.add_argument('--n', type=int, default=8, help='timed steps per model')
+    c = sub.add_parser('calibrate', help="the cost of a training step of every model; prints the step_cpu_s line for reports/params.yaml")
+    c.add_argument('--profile', default='cpu'); c.add_argument('--n', type=int, default=8, help='timed steps per model (marginal estimate)')
+    c.add_argument('--marginal', action='store_true', help="only the marginal cost after warm-up (no whole runs at the budget)")
     k = sub.add_parser('cost', help="time one call of each kind per model on an empty cache; project each model's wall time in the track")
     k.add_argument('--profile', default='cpu'); k.add_argument('--fold', type=int, default=1)
     k.add_argument('--models', nargs='*', default=['triplet/model1', 'triplet/resnet50'], help=f"of {', '.join(THESIS_REPRESENTATIONS)}")
@@ -389,9 +418,9 @@ def main(argv:list|None=None)->int:
         return 0
     if a.n < 1: p.exit(2, f"--n {a.n}: time at least one step.\n")
     t0 = time.perf_counter()
-    costs = calibrate(a.profile, a.n)
+    costs = calibrate(a.profile, a.n, whole_run=not a.marginal)
     import platform
-    print(f"    # measured by `python -m audio_latent.thesis_models calibrate --profile {a.profile} --n {a.n}` "
+    print(f"    # measured by `python -m audio_latent.thesis_models calibrate --profile {a.profile} --n {a.n}{' --marginal' if a.marginal else ''}` "
           f"({platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - t0:.0f} s, "
           f"load average {__import__('os').getloadavg()[0]:.1f} after)")
     print("    step_cpu_s: {" + ', '.join(f"{k}: {v}" for k, v in costs.items()) + "}")
