@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_vae.ipynb #cf5932f4
 from __future__ import annotations
-import hashlib, json, os, shutil, time
+import json, os, shutil, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -424,7 +424,7 @@ def input_features(name:str, # 'logmel' (64-band log-mel) or 'stft256' (the thes
     "Per-clip min-max scaled inputs, cached on disk by clip list."
     from audio_latent.data import cache_dir
     from audio_latent.features import logmel, minmax_per_clip, stft_db_256
-    key = hashlib.sha256(('|'.join(stems) + name).encode()).hexdigest()[:12]
+    key = short_hash('|'.join(stems) + name)
     f = cache_dir()/'vae'/f'features_{name}_{key}.npy'
     if f.exists(): return np.load(f)
     if name == 'logmel': S = minmax_per_clip(logmel(audio))
@@ -489,7 +489,7 @@ def trained_embeddings(S:np.ndarray, catalogue:pd.DataFrame, s:dict, seed:int, e
     train_idx = np.flatnonzero(np.isin(fold_of, train_folds))
     settings = dict(track='vae', **{k: v for k, v in s.items()}, seed=int(seed), epochs=int(epochs), outer_fold=int(outer_fold),
                     train_folds=sorted(int(f) for f in train_folds), trace_fold=int(trace_fold),
-                    embed_folds=sorted(int(f) for f in embed_folds), clips=hashlib.sha256('|'.join(stems).encode()).hexdigest()[:12])
+                    embed_folds=sorted(int(f) for f in embed_folds), clips=short_hash('|'.join(stems)))
     def compute():
         vae, hist = fit_vae(S, train_idx, s, seed, epochs, outer_fold, [stems[i] for i in train_idx],
                             np.flatnonzero(fold_of == trace_fold), progress)
