@@ -144,6 +144,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                        'audio_latent.features.minmax_per_clip': ( 'features.html#minmax_per_clip',
                                                                                   'audio_latent/features.py'),
                                        'audio_latent.features.periodic_hann': ('features.html#periodic_hann', 'audio_latent/features.py'),
+                                       'audio_latent.features.standardise_on': ('features.html#standardise_on', 'audio_latent/features.py'),
                                        'audio_latent.features.stft_db_256': ('features.html#stft_db_256', 'audio_latent/features.py'),
                                        'audio_latent.features.stft_magnitude': ( 'features.html#stft_magnitude',
                                                                                  'audio_latent/features.py')},

@@ -6,9 +6,8 @@
 from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from sklearn.preprocessing import StandardScaler
 from .experiment import cached_run, code_hash, record_runs, run_id
-from .features import mfcc_mean_std
+from .features import mfcc_mean_std, standardise_on
 from .retrieval import (evaluate_distances, evaluate_spaces, random_distances,
                                     write_predictions, write_results, PROTOCOLS)
 
@@ -30,7 +29,7 @@ def fold_standardised(F:np.ndarray, # features (n, d)
                      ) -> dict:
     "{fold k: all clips standardised with the mean and std of the clips NOT in fold k}."
     folds = np.asarray(folds)
-    return {int(k): StandardScaler().fit(F[folds != k]).transform(F) for k in np.unique(folds)}
+    return {int(k): standardise_on(F, folds != k) for k in np.unique(folds)}
 
 # %% ../nbs/02b_baseline.ipynb #83e0d7ce
 def run_baseline(config:BaselineConfig, # settings
@@ -43,7 +42,7 @@ def run_baseline(config:BaselineConfig, # settings
     n = len(catalogue); folds = catalogue.fold.to_numpy(); dist = tuple(config.distances)
     settings = dict(representation='mfcc', n_mfcc=config.n_mfcc, stats='mean+std', scaler='standard, fitted without the query fold',
                     clips=list(catalogue.stem))
-    code = code_hash(mfcc_mean_std, fold_standardised)
+    code = code_hash(mfcc_mean_std, fold_standardised, standardise_on)
     arrays, meta = cached_run(settings, lambda: {'F': mfcc_mean_std(audio, n_mfcc=config.n_mfcc)}, code)
     spaces = fold_standardised(arrays['F'], folds)
     mfcc_rows, mfcc_preds = evaluate_spaces(spaces, catalogue, 'baseline', 'mfcc', meta['run'], 0, dist, n_boot=config.n_boot, predictions=True)

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['frame_signal', 'periodic_hann', 'stft_magnitude', 'hz_to_mel', 'mel_filterbank', 'logmel', 'minmax_per_clip',
-           'stft_db_256', 'mfcc_mean_std', 'Standardiser', 'benchmark_features', 'main']
+           'stft_db_256', 'mfcc_mean_std', 'Standardiser', 'standardise_on', 'benchmark_features', 'main']
 
 # %% ../nbs/01_features.ipynb #fcd2d541
 def frame_signal(y:np.ndarray, # samples on the last axis
@@ -126,6 +126,17 @@ class Standardiser:
         self.mean_ = X.mean(axis=self.axis); self.std_ = X.std(axis=self.axis) + self.eps
         return self
     def transform(self, X:np.ndarray)->np.ndarray: return ((X - self.mean_) / self.std_).astype(np.float32)
+
+# %% ../nbs/01_features.ipynb #675cec2e
+def standardise_on(F:np.ndarray, # features (n, d)
+                   fit_rows:np.ndarray, # boolean mask or indices of the rows whose mean and sd are used (the training rows)
+                  )->np.ndarray: # all n rows, standardised with the statistics of `fit_rows`
+    "scikit-learn's `StandardScaler` fitted on `fit_rows` of F, applied to every row."
+    from sklearn.preprocessing import StandardScaler
+    F = np.asarray(F); rows = np.asarray(fit_rows)
+    if F.ndim != 2: raise ValueError(f"standardise_on: F has shape {F.shape}; pass a (rows, features) matrix")
+    if not F[rows].shape[0]: raise ValueError("standardise_on: fit_rows selects no rows; pass the training rows")
+    return StandardScaler().fit(F[rows]).transform(F)
 
 # %% ../nbs/01_features.ipynb #47582ac9
 def benchmark_features(n_clips:int|None=None, # clips to time (default: all of ESC-50)

@@ -21,7 +21,7 @@ from .encoders import THESIS_MODEL_TABLE, MODEL_NAMES, pool_time, thesis_input, 
 from .losses import (LOSSES, make_loss, additive_noise, random_masking, spec_augment, random_time_crop,
                                  patch_dropout)
 from .retrieval import (l2_normalise, DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
-                                    evaluate_spaces, inner_fold_score, predictions_from_spaces, linear_probe_scores,
+                                    evaluate_spaces, inner_fold_score, predictions_from_spaces, linear_probe_scores, PROBE_CODE,
                                     write_results, write_predictions)
 from .experiment import (load_settings, inner_validation_fold, code_hash, run_id, cached_run,
                                      record_runs)
@@ -466,14 +466,15 @@ def yamnet_baselines(data:dict, catalogue:pd.DataFrame, config:MLConfig, experim
     from threadpoolctl import threadpool_limits
     X_mean = data['yamnet'].mean(1); y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy()
     spaces = {k: X_mean for k in config.folds}
+    probe_code = code_hash(*PROBE_CODE)
     base = dict(clips=clips_id(catalogue), n_clips=len(catalogue), folds=list(config.folds))
-    yam_run = run_id(dict(representation='yamnet/mu', **base), code_hash(linear_probe_scores))
+    yam_run = run_id(dict(representation='yamnet/mu', **base), probe_code)
     # its search rows are the YAMNet experiment's `yamnet/mu` (the same vectors): not written twice here
     rows = []
     def probe():
         with threadpool_limits(1): return {'accuracy': np.asarray(linear_probe_scores(X_mean, y, f), np.float64)}
     arrays, meta = cached_run(dict(experiment=experiment, representation='yamnet/mu logreg', C=1.0, **base), probe,
-                              code_hash(linear_probe_scores), cache)
+                              probe_code, cache)
     folds_all = sorted(int(k) for k in np.unique(f))
     per_fold = {k: float(arrays['accuracy'][folds_all.index(k)]) for k in config.folds}
     n_q = {k: int((f == k).sum()) for k in config.folds}
@@ -484,9 +485,9 @@ def yamnet_baselines(data:dict, catalogue:pd.DataFrame, config:MLConfig, experim
     common = dict(seed=0, uses_labels=False, exact=True, selection='none: fixed (no training)', n_candidates=1,
                   chosen={}, data=f"ESC-50, {len(catalogue)} clips", stand_in='')
     records = [dict(run=yam_run, representation='yamnet/mu', settings=dict(pooling='mean', distance='1-NN'),
-                    code=code_hash(linear_probe_scores), commit='', wall_s=0.0, **common),
+                    code=probe_code, commit='', wall_s=0.0, **common),
                dict(run=meta['run'], representation='yamnet/mu logreg', settings=dict(model='logreg', C=1.0),
-                    code=code_hash(linear_probe_scores), commit=str(meta.get('commit', '')), wall_s=float(meta['wall_s']),
+                    code=probe_code, commit=str(meta.get('commit', '')), wall_s=float(meta['wall_s']),
                     **{**common, 'uses_labels': True, 'selection': 'none: C = 1 fixed'})]
     return dict(rows=rows, predictions=[], records=records, spaces=spaces,
                 fold_accuracy={'yamnet/mu': fold_accuracy(spaces, catalogue), 'yamnet/mu logreg': per_fold})

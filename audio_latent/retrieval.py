@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.spatial.distance import cdist
+from .features import standardise_on
 
 # %% auto #0
-__all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'l2_normalise', 'kulsinski_distances', 'pairwise_distances',
-           'protocol_mask', 'rank_neighbours', 'nearest_neighbours', 'foldwise_distances', 'cross_fold_neighbours',
-           'rank_allowed', 'ranking_metrics', 'level_labels', 'bootstrap_accuracy_ci', 'evaluate_distances',
-           'evaluate_spaces', 'evaluate_representation', 'inner_fold_score', 'random_distances', 'write_results',
-           'write_predictions', 'predictions_from_spaces', 'mcnemar_test', 'linear_probe_scores']
+__all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'PROBE_CODE', 'l2_normalise', 'kulsinski_distances',
+           'pairwise_distances', 'protocol_mask', 'rank_neighbours', 'nearest_neighbours', 'foldwise_distances',
+           'cross_fold_neighbours', 'rank_allowed', 'ranking_metrics', 'level_labels', 'bootstrap_accuracy_ci',
+           'evaluate_distances', 'evaluate_spaces', 'evaluate_representation', 'inner_fold_score', 'random_distances',
+           'write_results', 'write_predictions', 'predictions_from_spaces', 'mcnemar_test', 'linear_probe_scores']
 
 # %% ../nbs/02_retrieval.ipynb #a27ff4eb
 def l2_normalise(X:np.ndarray, # vectors on the last axis, one per row
@@ -363,7 +364,6 @@ def linear_probe_scores(X:np.ndarray|dict, # features (n, d), or {test fold: (n,
     import warnings
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
     if model not in ('logreg', 'svm'): raise ValueError(f"Unknown probe {model!r}; choose 'logreg' or 'svm'.")
     y, folds = np.asarray(y), np.asarray(folds)
@@ -371,9 +371,8 @@ def linear_probe_scores(X:np.ndarray|dict, # features (n, d), or {test fold: (n,
     scores = []
     for f, Xf in spaces.items():
         Xf = np.asarray(Xf); tr, te = folds != f, folds == f
+        if standardise: Xf = standardise_on(Xf, tr)
         A, B = Xf[tr], Xf[te]
-        if standardise:
-            scaler = StandardScaler().fit(A); A, B = scaler.transform(A), scaler.transform(B)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', ConvergenceWarning)   # lbfgs notes on the largest problems
             if model == 'logreg':
@@ -382,3 +381,5 @@ def linear_probe_scores(X:np.ndarray|dict, # features (n, d), or {test fold: (n,
                 A, B = A.astype(np.float64), B.astype(np.float64)
                 scores.append(SVC(C=C, kernel='precomputed').fit(A @ A.T, y[tr]).score(B @ A.T, y[te]))
     return np.array(scores)
+
+PROBE_CODE = (linear_probe_scores, standardise_on)   # what a probe's numbers depend on, for `code_hash`

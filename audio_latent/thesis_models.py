@@ -361,9 +361,10 @@ def measure_step_cpu_s(run:dict, # a run of `ThesisModelsConfig.runs()`
                        data:dict, catalogue:pd.DataFrame, # inputs and clips, aligned
                        n:int=8, # timed steps
                        warmup:int=2, # steps paid by both runs (graph building included)
+                       training:tuple|None=None, # (X, y) of `_fold1_training` if already prepared
                       )->float: # marginal CPU-seconds of one training step
     "Measured CPU-seconds of one optimiser step after warm-up, on the training clips of outer fold 1."
-    X, y = _fold1_training(run, data, catalogue)
+    X, y = training or _fold1_training(run, data, catalogue)
     cpu = [_run_cpu_s(run, X, y, steps) for steps in (warmup, warmup + n)]
     return max((cpu[1] - cpu[0]) / n, 1e-6)
 
@@ -372,10 +373,11 @@ def measure_run_step_cpu_s(run:dict, # a run of `ThesisModelsConfig.runs()`
                            budget_cpu_s:float, # the budget the steps are for
                            step_cpu_s:float, # first estimate (e.g. `measure_step_cpu_s`)
                            passes:int=2, # whole runs, each at the steps the previous estimate buys
+                           training:tuple|None=None, # (X, y) of `_fold1_training` if already prepared
                           )->float: # CPU-seconds per step of a whole run at the budget, its start included
     "Whole-run cost per step: a run of the steps the budget buys, its training CPU-seconds over its steps, iterated."
     if passes < 1: raise ValueError(f"passes={passes}: time at least one whole run")
-    X, y = _fold1_training(run, data, catalogue)
+    X, y = training or _fold1_training(run, data, catalogue)
     for _ in range(passes):
         steps = steps_for_budget(budget_cpu_s, step_cpu_s)
         step_cpu_s = max(_run_cpu_s(run, X, y, steps) / steps, 1e-6)
@@ -392,8 +394,9 @@ def calibrate(profile:str='cpu', # profile whose models to time
     catalogue, data = load_data(cfg, data_dir)
     out = {}
     for r in cfg.runs():
-        cost = measure_step_cpu_s(r, data, catalogue, n)
-        if whole_run and budget: cost = measure_run_step_cpu_s(r, data, catalogue, budget, cost)
+        training = _fold1_training(r, data, catalogue)   # prepared once, timed by both measurements
+        cost = measure_step_cpu_s(r, data, catalogue, n, training=training)
+        if whole_run and budget: cost = measure_run_step_cpu_s(r, data, catalogue, budget, cost, training=training)
         out[representation_name(r)] = round(cost, 4)
     return out
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .features import standardise_on
 from .pooling import (THESIS_COMBINATIONS, LABEL_FREE_POOLINGS, FITTED_POOLINGS, POOLING_CODE, pool,
                                   pooling_spaces, select_pooling, selected_spaces)
 
@@ -30,7 +31,6 @@ def threshold_probe_curve(X:np.ndarray, # features (n, d)
     can then start from the previous (smaller) threshold's solution, which makes the 26-point curve affordable."""
     from sklearn.feature_selection import VarianceThreshold
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
     from threadpoolctl import threadpool_limits
     rows = []
@@ -38,7 +38,7 @@ def threshold_probe_curve(X:np.ndarray, # features (n, d)
         warnings.simplefilter('ignore')  # lbfgs convergence notes on the largest problems
         for f in tqdm(np.unique(folds), desc='folds', leave=False):
             tr, te = folds != f, folds == f
-            sc = StandardScaler().fit(X[tr]); Ztr, Zte = sc.transform(X[tr]), sc.transform(X[te])
+            Z = standardise_on(X, tr); Ztr, Zte = Z[tr], Z[te]
             logreg = LogisticRegression(max_iter=1000, warm_start=True, random_state=seed)
             last_keep, last = None, None
             for thr in sorted(thresholds):
@@ -133,7 +133,7 @@ def run_yamnet(config:YAMNetConfig, # settings
         return {k: c[k].to_numpy() for k in ('fold', 'threshold', 'accuracy', 'n_features')} | \
                {'is_svm': (c.model == 'svm').to_numpy(), 'is_super': (c.level == 'super').to_numpy()}
     pc, _ = cached_run(dict(probe='variance threshold + logreg/linear SVM', thresholds=list(config.thresholds), seed=config.seed,
-                            embeddings=emb, labels=list(map(int, catalogue.target))), probe, code_hash(threshold_probe_curve, *POOLING_CODE))
+                            embeddings=emb, labels=list(map(int, catalogue.target))), probe, code_hash(threshold_probe_curve, standardise_on, *POOLING_CODE))
     curves = pd.DataFrame({'fold': pc['fold'], 'threshold': pc['threshold'], 'model': np.where(pc['is_svm'], 'svm', 'logreg'),
                            'accuracy': pc['accuracy'], 'n_features': pc['n_features'], 'level': np.where(pc['is_super'], 'super', 'sub')})
     probes = curves.groupby(['threshold', 'level', 'model']).agg(accuracy=('accuracy', 'mean'), sd=('accuracy', 'std'),
