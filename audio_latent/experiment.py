@@ -4,7 +4,7 @@
 
 # %% ../nbs/02c_experiment.ipynb #5fb353a2
 from __future__ import annotations
-import hashlib, inspect, json, subprocess, time
+import dataclasses, hashlib, inspect, json, subprocess, time
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -14,8 +14,9 @@ import yaml
 from .data import atomic_write, cache_dir, project_root, reports_dir, short_hash
 
 # %% auto #0
-__all__ = ['GENERATED_OUTPUTS', 'RUN_COLUMNS', 'RESULT_KEY', 'params_path', 'load_settings', 'inner_validation_fold', 'code_hash',
-           'run_id', 'git_commit', 'cached_run', 'record_runs', 'load_runs', 'spend_summary', 'seed_tolerance',
+__all__ = ['GENERATED_OUTPUTS', 'RUN_COLUMNS', 'RESULT_KEY', 'params_path', 'load_settings', 'config_from_settings',
+           'inner_validation_fold', 'code_hash', 'run_id', 'git_commit', 'cached_run', 'record_runs', 'load_runs',
+           'spend_summary', 'tf_threads', 'set_tf_threads', 'require_tf_threads', 'run_in_workers', 'seed_tolerance',
            'compare_results', 'check_results', 'main']
 
 # %% ../nbs/02c_experiment.ipynb #a092b431
@@ -39,6 +40,17 @@ def load_settings(track:str, # a block of the settings file: 'baseline', 'yamnet
     if unknown := sorted(set(given) - set(settings)):
         raise ValueError(f"Unknown setting(s) {unknown} for {track!r}; the {profile!r} profile defines {sorted(settings)}.")
     return {**settings, **given}
+
+# %% ../nbs/02c_experiment.ipynb #config29
+def config_from_settings(config_class:type, # a track's dataclass of typed settings (it has a `profile` field)
+                         settings:dict, # from `load_settings` (papermill overrides applied)
+                         profile:str='cpu', # the profile they came from
+                        ):
+    "A track's typed config from its settings; an unknown key is an error that names it and the known ones."
+    known = {f.name for f in dataclasses.fields(config_class)}
+    if unknown := sorted(set(settings) - known):
+        raise ValueError(f"Unknown {config_class.__name__} settings {unknown}; known: {sorted(known)}.")
+    return config_class(**{**{k: v for k, v in settings.items() if k != 'profile'}, 'profile': profile})
 
 # %% ../nbs/02c_experiment.ipynb #0c43de3b
 def inner_validation_fold(outer_fold:int, # the held-out test fold
@@ -138,6 +150,59 @@ def spend_summary(spend:pd.DataFrame, # rows of a `<experiment>_spend.csv`: repr
                                         train_cpu_s_max=('train_cpu_s', 'max'))
     t['measured_over_nominal'] = t.train_cpu_s / t.nominal_cpu_s
     return t
+
+# %% ../nbs/02c_experiment.ipynb #workers26
+def tf_threads() -> int:
+    "TensorFlow's intra-op threads in this process (0: its default, every core)."
+    import tensorflow as tf
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+def set_tf_threads(threads:int|None, # intra- and inter-op threads of TensorFlow; None: leave its default
+                  ) -> int: # the intra-op threads now in force
+    "Fix TensorFlow's thread pools in this process (before its first op: a trained model's bits depend on them)."
+    import tensorflow as tf
+    current = tf_threads()
+    if threads is None or current == threads: return current
+    if threads < 1: raise ValueError(f"threads={threads}: give at least 1 (or None for TensorFlow's default)")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads); tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as e:
+        raise RuntimeError(f"TensorFlow already runs at {current or 'its default'} threads and cannot switch to {threads}: "
+                           f"call set_tf_threads({threads}) before any TensorFlow op, or train in run_in_workers") from e
+    return threads
+
+def require_tf_threads(threads:int|None, # the thread count a run's settings name (None: any)
+                       what:str='this run', # named in the error
+                      ):
+    "Refuse to train `what` in a process whose TensorFlow runs at another thread count than its settings name."
+    if threads is not None and tf_threads() != threads:
+        raise RuntimeError(f"{what} trains with tf_threads={threads}, but TensorFlow here runs at {tf_threads() or 'its default'} "
+                           f"threads: call set_tf_threads({threads}) first in a fresh process, or train through run_in_workers")
+
+def run_in_workers(jobs:list, # picklable callables taking no argument (functools.partial of module-level functions), costliest first
+                   workers:int=2, # processes at once
+                   threads:int|None=1, # TensorFlow threads in each process (None: its default)
+                   names:list|None=None, # one name per job, for progress and errors
+                   progress:bool=True, # a line per finished job
+                  ) -> list: # the jobs' return values, in the order given
+    "Run independent jobs in fresh processes, `workers` at a time, each with TensorFlow at `threads` threads."
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    if workers < 1: raise ValueError(f"workers={workers}: run at least one process")
+    names = list(names) if names is not None else [f'job {i}' for i in range(len(jobs))]
+    if len(names) != len(jobs): raise ValueError(f"{len(names)} names for {len(jobs)} jobs")
+    out, t0 = [None] * len(jobs), time.perf_counter()
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn'), initializer=set_tf_threads,
+                               initargs=(threads,), max_tasks_per_child=1)
+    try:
+        todo = {pool.submit(job): i for i, job in enumerate(jobs)}
+        for done, future in enumerate(as_completed(todo), 1):
+            i = todo[future]
+            try: out[i] = future.result()
+            except Exception as e: raise RuntimeError(f"{names[i]} failed in its worker process: {e!r}") from e
+            if progress: print(f"[workers] {done}/{len(jobs)} {names[i]} done at {time.perf_counter() - t0:.0f} s", flush=True)
+    finally: pool.shutdown(wait=True, cancel_futures=True)
+    return out
 
 # %% ../nbs/02c_experiment.ipynb #a1864c2f
 RESULT_KEY = ['experiment', 'representation', 'seed', 'distance', 'protocol', 'level', 'metric', 'k']

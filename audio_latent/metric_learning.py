@@ -4,8 +4,8 @@
 
 # %% ../nbs/05_metric_learning.ipynb #75741e8b
 from __future__ import annotations
-import time
-from dataclasses import dataclass, field
+import functools, time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -23,16 +23,16 @@ from .losses import (LOSSES, make_loss, additive_noise, random_masking, spec_aug
 from .retrieval import (l2_normalise, DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
                                     evaluate_spaces, inner_fold_score, predictions_from_spaces, linear_probe_scores, PROBE_CODE,
                                     write_results, write_predictions)
-from .experiment import (load_settings, inner_validation_fold, code_hash, run_id, cached_run,
-                                     record_runs)
+from .experiment import (load_settings, config_from_settings, inner_validation_fold, code_hash, run_id, cached_run,
+                                     record_runs, require_tf_threads, run_in_workers)
 
 # %% auto #0
 __all__ = ['SCALERS', 'THESIS_TRIPLET_MODELS', 'THESIS_CONTRASTIVE_MODELS', 'LEARNED_FAMILIES', 'FAMILIES', 'epoch_batches',
            'make_augment', 'train_step', 'fit_embedding', 'embed', 'held_out_triplets', 'triplet_outcome',
            'triplet_scores', 'triplet_score_rows', 'appendix_table', 'run_inputs', 'model_input_shape',
            'representation_name', 'MLConfig', 'load_config', 'train_fold', 'training_code', 'clips_id', 'inputs_id',
-           'fold_run', 'select_epochs', 'train_family', 'family_record', 'fold_accuracy', 'yamnet_baselines',
-           'run_metric_learning', 'load_data']
+           'fold_run', 'select_epochs', 'train_family', 'train_in_workers', 'family_record', 'fold_accuracy',
+           'yamnet_baselines', 'run_metric_learning', 'load_data']
 
 # %% ../nbs/05_metric_learning.ipynb #0d607d24
 def epoch_batches(labels:np.ndarray, # (n,) labels of the training clips
@@ -273,14 +273,15 @@ class MLConfig:
     head:dict=field(default_factory=dict) # run settings of the head on YAMNet, with `candidates` (epochs)
     scratch:dict=field(default_factory=dict) # the CNN from scratch
     simclr:dict=field(default_factory=dict) # SimCLR with the same CNN
+    workers:int=0 # processes that train side by side (`experiment.run_in_workers`); 0: train in this process
+    tf_threads:int|None=None # TensorFlow threads a run trains at, part of its id (None: the process's default, not recorded)
 
     @classmethod
     def from_settings(cls, settings:dict, profile:str='cpu')->'MLConfig':
         "Build from `load_settings('metric_learning', profile, overrides)`; unknown keys raise."
-        known = {f for f in cls.__dataclass_fields__}
-        if unknown := set(settings) - known: raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
-        cfg = cls(profile=profile, **{k: v for k, v in settings.items() if k != 'profile'})
+        cfg = config_from_settings(cls, settings, profile)
         if bad := set(cfg.families) - set(FAMILIES): raise ValueError(f"families={cfg.families}: unknown {sorted(bad)}; use {FAMILIES}")
+        if cfg.workers and cfg.tf_threads is None: raise ValueError(f"workers={cfg.workers}: worker processes need tf_threads, the thread count their runs train at")
         return cfg
 
     def runs(self)->list:
@@ -294,6 +295,7 @@ class MLConfig:
             r['candidates'] = sorted(int(e) for e in r['candidates'])
             r['epochs'] = r['schedule_epochs'] = r['candidates'][-1]
             r['input'] = input_kind(r['model'])
+            if self.tf_threads is not None: r['tf_threads'] = int(self.tf_threads)
             out.append(r)
         return out
 
@@ -370,8 +372,10 @@ def fold_run(run:dict, # a run of `MLConfig.runs()`
                     inputs=inputs or inputs_id(run, data),
                     run={k: v for k, v in run.items() if k not in ('stand_in', 'candidates', 'epochs')},
                     architecture=THESIS_MODEL_TABLE.get(run['model']))
-    compute = lambda: train_fold(run, data, catalogue.target.to_numpy(), catalogue.fold.to_numpy(), train_folds,
-                                 1000 * int(seed) + int(outer_fold), checkpoints)
+    def compute():
+        require_tf_threads(run.get('tf_threads'), f"{representation_name(run)} (fold {outer_fold}, seed {seed}, {role})")
+        return train_fold(run, data, catalogue.target.to_numpy(), catalogue.fold.to_numpy(), train_folds,
+                          1000 * int(seed) + int(outer_fold), checkpoints)
     return cached_run(settings, compute, training_code(), cache)
 
 # %% ../nbs/05_metric_learning.ipynb #071eb27f
@@ -424,6 +428,29 @@ def train_family(run:dict, # a run of `MLConfig.runs()`
             res['loss'][k] = arrays['loss']; res['metas'].append(meta)
         res['run'] = _spaces_run(representation_name(run), s, res['metas'])
         out['seeds'][s] = res
+    return out
+
+def _family_job(run:dict, settings:dict, catalogue:pd.DataFrame, data:dict, cache, seeds:list)->float:
+    "`train_family` in a worker process for `seeds` (none: the epoch selection alone); its runs go to the cache. Returns its wall seconds."
+    t = time.perf_counter(); train_family(run, data, catalogue, MLConfig(**{**settings, 'seeds': list(seeds)}), cache)
+    return time.perf_counter() - t
+
+def train_in_workers(config:MLConfig, # `workers` and `tf_threads` set
+                     catalogue:pd.DataFrame, data:dict, # clips and inputs, aligned
+                     cache:str|Path|None=None, # cache of trained runs (None: the project's)
+                     progress:bool=True,
+                    )->dict: # wall seconds of each job, by name
+    "Every trained run of the experiment, `config.workers` processes at a time: the selections, then a job per family and seed."
+    from audio_latent.metric_learning import _family_job   # a spawned process finds the job by its module, not a notebook's copy
+    # costliest first: the most candidate epochs (the scratch CNN), so the short jobs fill the gaps at the end
+    runs = sorted(config.runs(), key=lambda r: -max(r['candidates']))
+    settings, out = asdict(config), {}
+    for phase in ([[]], [[s] for s in config.seeds]):   # the finals need every selection's chosen epochs
+        jobs = [(r, seeds) for seeds in phase for r in runs]
+        names = [f"{representation_name(r)} {'seed ' + str(seeds[0]) if seeds else 'selection'}" for r, seeds in jobs]
+        walls = run_in_workers([functools.partial(_family_job, r, settings, catalogue, data, cache, seeds) for r, seeds in jobs],
+                               config.workers, config.tf_threads, names, progress)
+        out.update(zip(names, walls))
     return out
 
 def family_record(fam:dict, # from `train_family`
@@ -509,10 +536,13 @@ def run_metric_learning(config:MLConfig, # from `load_config`
     fold_of = catalogue.fold.to_numpy()
     rows.append(triplet_score_rows(triplet_scores(base['spaces'], fold_of, triplets), experiment, 'yamnet/mu',
                                    records[0]['run'], 0))
+    if config.workers:   # train in fresh processes first; the loop below reads every run from the cache
+        t = time.perf_counter(); jobs = train_in_workers(config, catalogue, data, cache); timings['workers'] = time.perf_counter() - t
     for run in config.runs():
         name, t = representation_name(run), time.perf_counter()
         fam = train_family(run, data, catalogue, config, cache)
-        timings[name] = time.perf_counter() - t
+        # its jobs' wall seconds in the workers (if any), then its reading and evaluation here
+        timings[name] = time.perf_counter() - t + (sum(v for k, v in jobs.items() if k.startswith(name + ' ')) if config.workers else 0.0)
         if len(fam['selection']): selections.append(fam['selection'].assign(representation=name))
         for s, res in fam['seeds'].items():
             rows.append(evaluate_spaces(res['spaces'], catalogue, experiment, name, res['run'], seed=s, n_boot=config.n_boot))

@@ -4,8 +4,8 @@
 
 # %% ../nbs/05b_thesis_models.ipynb #3d27fe33
 from __future__ import annotations
-import argparse, gc, sys, time
-from dataclasses import dataclass, field
+import argparse, functools, gc, sys, time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from .losses import make_loss
 from .retrieval import (RESULT_COLUMNS, evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results,
                                     write_predictions)
-from .experiment import (load_settings, inner_validation_fold, code_hash, cached_run, record_runs, spend_summary)
+from .experiment import (load_settings, config_from_settings, inner_validation_fold, code_hash, cached_run, record_runs, spend_summary,
+                                     set_tf_threads, require_tf_threads, run_in_workers)
 from . import metric_learning as ml
 from .encoders import build_model, input_kind
 from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS, run_inputs, model_input_shape,
@@ -27,8 +28,8 @@ from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRAS
 # %% auto #0
 __all__ = ['THESIS_REPRESENTATIONS', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config',
            'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'checkpoint_steps',
-           'select_learning_rate', 'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'measure_run_step_cpu_s',
-           'calibrate', 'main', 'call_counts', 'track_cost', 'equal_budget_table']
+           'select_learning_rate', 'train_model', 'run_thesis_models', 'load_data', 'measure_step_cpu_s',
+           'measure_run_step_cpu_s', 'calibrate', 'main', 'call_counts', 'track_cost', 'equal_budget_table']
 
 # %% ../nbs/05b_thesis_models.ipynb #6d73a556
 def train_steps(encoder:keras.Model, # input -> embedding
@@ -101,16 +102,17 @@ class ThesisModelsConfig:
     curve_fold:int|None=1 # outer fold whose seed-`selection_seed` model is embedded along the learning curve
     curve_multiples:list=field(default_factory=lambda: [0.25, 0.5, 1, 2, 4]) # checkpoints, in budgets
     stand_in:str='' # what differs from the thesis's own setting (printed beside its tables)
+    workers:int=0 # processes that train the models side by side (`run_in_workers`); 0: train in this process
+    tf_threads:int|None=None # TensorFlow threads a run trains at, part of its id (None: the process's default, not recorded)
     models:list=field(default_factory=list) # run dicts, one per appendix-A model
 
     @classmethod
     def from_settings(cls, settings:dict, profile:str='cpu')->'ThesisModelsConfig':
         "Build from `load_settings('thesis_models', profile, overrides)`; unknown keys raise."
-        if unknown := set(settings) - set(cls.__dataclass_fields__):
-            raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(profile=profile, **{k: v for k, v in settings.items() if k != 'profile'})
+        cfg = config_from_settings(cls, settings, profile)
         if cfg.budget_cpu_s is not None and not cfg.budget_cpu_s > 0: raise ValueError(f"budget_cpu_s={cfg.budget_cpu_s}: must be positive")
         if not cfg.learning_rates: raise ValueError("learning_rates: give at least one candidate")
+        if cfg.workers and cfg.tf_threads is None: raise ValueError(f"workers={cfg.workers}: worker processes need tf_threads, the thread count their runs train at")
         cfg.learning_rates = sorted(float(v) for v in cfg.learning_rates)
         return cfg
 
@@ -123,6 +125,7 @@ class ThesisModelsConfig:
             name = representation_name(r)
             if name not in THESIS_REPRESENTATIONS: raise ValueError(f"{name!r} is not an appendix-A model; use one of {THESIS_REPRESENTATIONS}")
             if r['loss'] == 'contrastive': r['sampler'] = 'shuffle'
+            if self.tf_threads is not None: r['tf_threads'] = int(self.tf_threads)
             if self.budget_cpu_s is not None:
                 if name not in self.step_cpu_s:
                     raise ValueError(f"step_cpu_s has no cost for {name!r}: run `python -m audio_latent.thesis_models calibrate "
@@ -181,6 +184,7 @@ def fold_model(run:dict, # a run of `ThesisModelsConfig.runs()`
                     clips=clips_id(catalogue), n_clips=len(catalogue), inputs=inputs or inputs_id(run, data),
                     run={k: v for k, v in run.items() if k not in ('stand_in', 'steps')})
     def compute():
+        require_tf_threads(run.get('tf_threads'), f"{representation_name(run)} (fold {outer_fold}, seed {seed}, {role})")
         X = run_inputs(run, data, train)          # standardised on the training clips only
         keras.utils.set_random_seed(1000 * int(seed) + int(outer_fold))
         encoder = build_model(run['model'], model_input_shape(run, X))
@@ -266,6 +270,32 @@ def _curve_rows(name:str, run:dict, arrays:dict, catalogue:pd.DataFrame, fold:in
                          map_at_r=inner_fold_score({fold: E}, catalogue, gallery_folds=gallery)))
     return rows
 
+def train_model(run:dict, # a run of `config.runs()`
+                config:ThesisModelsConfig, # folds, seeds, learning rates, curve
+                catalogue:pd.DataFrame, # the clips (stem, fold, target), aligned with `data`
+                data:dict, # 'logmel' (n, frames, 64)
+                cache:str|Path|None=None, # cache of trained runs (None: the project's)
+               )->dict: # chosen rates, selection scores and metas, untrained {k: arrays}, final {(seed, k): (arrays, meta, curve checkpoints)}
+    "Every trained run of one model: the learning-rate selection, the untrained references, the final models (all cached)."
+    inputs = inputs_id(run, data)
+    chosen, selection, select_metas = select_learning_rate(run, data, catalogue, config, cache, inputs)
+    untrained = {}
+    if config.curve_fold is not None and run.get('steps'):   # the step-0 reference of every outer fold
+        untrained = {k: untrained_embeddings(run, data, catalogue, k, config.selection_seed, cache, inputs)[0] for k in config.folds}
+    final = {}
+    for s in config.seeds:
+        for k in config.folds:
+            on_curve = bool(k == config.curve_fold and s == config.selection_seed and run.get('steps'))
+            extra = curve_steps(run['steps'], config.curve_multiples) if on_curve else ()
+            arrays, meta = fold_model(run, data, catalogue, k, s, chosen[k], 'final', extra, cache, inputs)
+            final[(s, k)] = (arrays, meta, on_curve)
+    return dict(chosen=chosen, selection=selection, select_metas=select_metas, untrained=untrained, final=final)
+
+def _train_model_job(run:dict, settings:dict, catalogue:pd.DataFrame, data:dict, cache)->float:
+    "`train_model` in a worker process (`settings`: the config's fields); its runs go to the cache. Returns its wall seconds."
+    t = time.perf_counter(); train_model(run, ThesisModelsConfig(**settings), catalogue, data, cache)
+    return time.perf_counter() - t
+
 def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                       catalogue:pd.DataFrame, # the clips (stem, fold, target, src_file), aligned with `data`
                       data:dict, # 'logmel' (n, frames, 64)
@@ -274,27 +304,32 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                       experiment:str='thesis_models',
                       progress:bool=True, # a line per model as it finishes
                      )->dict: # results, predictions, records, selection, curves, spend, timings
-    "Every appendix-A model: learning-rate selection per outer fold, final models per seed, evaluation, learning curve."
+    "Every appendix-A model: learning-rate selection per outer fold, final models per seed (in `config.workers` processes), evaluation, learning curve."
     t0, timings = time.perf_counter(), {}
     rows, predictions, records, selections, curves, spend = [], [], [], [], [], []
     fold_of = catalogue.fold.to_numpy()
     triplets = held_out_triplets(catalogue.target.to_numpy(), fold_of, config.triplets_per_anchor, 0)
     triplets = triplets[np.isin(fold_of[triplets[:, 0]], config.folds)]
-    for run in config.runs():
+    runs, worker_s = config.runs(), {}
+    if config.workers:   # train side by side in fresh processes (costliest first); the loop below reads their runs from the cache
+        order = sorted(runs, key=lambda r: -config.step_cpu_s.get(representation_name(r), 0.0))
+        names = [representation_name(r) for r in order]
+        # a spawned process finds the job by its module (not a notebook's copy) and rebuilds the config from plain fields
+        from audio_latent.thesis_models import _train_model_job
+        jobs = [functools.partial(_train_model_job, r, asdict(config), catalogue, data, cache) for r in order]
+        worker_s = dict(zip(names, run_in_workers(jobs, config.workers, config.tf_threads, names, progress)))
+        timings['workers'] = time.perf_counter() - t0
+    for run in runs:
         name, t = representation_name(run), time.perf_counter()
-        inputs = inputs_id(run, data)
-        chosen, selection, select_metas = select_learning_rate(run, data, catalogue, config, cache, inputs)
+        model_runs = train_model(run, config, catalogue, data, cache)
+        chosen, selection, select_metas = model_runs['chosen'], model_runs['selection'], model_runs['select_metas']
         if len(selection): selections.append(selection.assign(representation=name))
-        if config.curve_fold is not None and run.get('steps'):   # the step-0 reference of every outer fold
-            for k in config.folds:
-                arrays, _ = untrained_embeddings(run, data, catalogue, k, config.selection_seed, cache, inputs)
-                curves += _curve_rows(name, run, arrays, catalogue, k, config.selection_seed, np.nan, config.step_cpu_s.get(name))
+        for k, arrays in model_runs['untrained'].items():
+            curves += _curve_rows(name, run, arrays, catalogue, k, config.selection_seed, np.nan, config.step_cpu_s.get(name))
         for s in config.seeds:
             spaces, metas = {}, []
             for k in config.folds:
-                on_curve = k == config.curve_fold and s == config.selection_seed and run.get('steps')
-                extra = curve_steps(run['steps'], config.curve_multiples) if on_curve else ()
-                arrays, meta = fold_model(run, data, catalogue, k, s, chosen[k], 'final', extra, cache, inputs)
+                arrays, meta, on_curve = model_runs['final'][(s, k)]
                 steps = run_steps(run, catalogue.target.to_numpy()[fold_of != k])
                 spaces[k] = arrays[f'embeddings_{steps}']; metas.append(meta)
                 trained = checkpoint_steps(arrays)[-1]   # the curve run trains on to its last checkpoint
@@ -317,7 +352,7 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                 n_candidates=n_cand, chosen={int(k): float(v) for k, v in chosen.items()}, data=f"ESC-50, {len(catalogue)} clips",
                 code=training_code(), commit=','.join(sorted({str(m.get('commit', '')) for m in metas + select_metas})),
                 wall_s=float(sum(m['wall_s'] for m in metas)), stand_in=run.get('stand_in', config.stand_in)))
-        timings[name] = time.perf_counter() - t
+        timings[name] = worker_s.get(name, 0.0) + time.perf_counter() - t   # its worker's wall time, then its evaluation here
         if progress: print(f"{name}: {run['steps'] or run.get('epochs')} {'steps' if run['steps'] else 'epochs'}, "
                            f"learning rates chosen {chosen}; {timings[name]:.0f} s", flush=True)
     results = pd.concat(rows, ignore_index=True)[RESULT_COLUMNS]
@@ -365,8 +400,13 @@ def measure_step_cpu_s(run:dict, # a run of `ThesisModelsConfig.runs()`
                       )->float: # marginal CPU-seconds of one training step
     "Measured CPU-seconds of one optimiser step after warm-up, on the training clips of outer fold 1."
     X, y = training or _fold1_training(run, data, catalogue)
-    cpu = [_run_cpu_s(run, X, y, steps) for steps in (warmup, warmup + n)]
-    return max((cpu[1] - cpu[0]) / n, 1e-6)
+    return _marginal_step_cpu_s(*[_run_cpu_s(run, X, y, steps) for steps in (warmup, warmup + n)], warmup, n)
+
+def _marginal_step_cpu_s(short_cpu_s:float, long_cpu_s:float, warmup:int, n:int)->float:
+    "(long - short) / n; if that is not positive (the first run paid a start the second found warm), the long run's mean per step."
+    # the mean, an upper bound of the marginal cost, keeps a failed difference from buying millions of steps
+    marginal = (long_cpu_s - short_cpu_s) / n
+    return marginal if marginal > 0 else long_cpu_s / (warmup + n)
 
 def measure_run_step_cpu_s(run:dict, # a run of `ThesisModelsConfig.runs()`
                            data:dict, catalogue:pd.DataFrame, # inputs and clips, aligned
@@ -390,6 +430,7 @@ def calibrate(profile:str='cpu', # profile whose models to time
              )->dict: # representation -> CPU-seconds per step
     "Cost of a training step of every model of a profile (to paste into `step_cpu_s`)."
     cfg = load_config(profile); budget = cfg.budget_cpu_s
+    set_tf_threads(cfg.tf_threads)   # the cost of a step at the thread count the profile trains at
     cfg.budget_cpu_s, cfg.steps = None, 1   # time every model, whatever its budget
     catalogue, data = load_data(cfg, data_dir)
     out = {}
@@ -413,6 +454,7 @@ def main(argv:list|None=None)->int:
     a = p.parse_args(argv)
     if a.command == 'cost':
         cfg = load_config(a.profile); runs = {representation_name(r): r for r in cfg.runs()}
+        set_tf_threads(cfg.tf_threads)
         if unknown := [m for m in a.models if m not in runs]: p.exit(2, f"--models {' '.join(unknown)}: not in profile {a.profile!r}; use {', '.join(runs)}.\n")
         catalogue, data = load_data(cfg)
         rows = {m: track_cost(runs[m], data, catalogue, cfg, a.fold) for m in a.models}

@@ -353,11 +353,11 @@ def run_key(settings:dict, train_stems:list) -> str:
     return f"{settings['architecture']}-{settings['input']}-z{settings['latent_dim']}-{digest}"
 
 # %% ../nbs/04_vae.ipynb #b3e8b5da
-from .experiment import load_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs
+from .experiment import load_settings, config_from_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs
 from .retrieval import evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results, RESULT_COLUMNS
 
 # %% ../nbs/04_vae.ipynb #282361af
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 @dataclass
 class VAEConfig:
@@ -393,10 +393,7 @@ class VAEConfig:
     @classmethod
     def from_settings(cls, settings:dict, profile:str='cpu') -> 'VAEConfig':
         "Typed config from `load_settings('vae', profile, overrides)`; unknown keys are an error."
-        known = {f.name for f in fields(cls)}
-        if bad := sorted(set(settings) - known): raise ValueError(f"Unknown VAE settings {bad}; known: {sorted(known)}.")
-        conv = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}
-        return cls(**{**conv, 'profile': profile})
+        return config_from_settings(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}, profile)
 
 def patch_settings(cfg:VAEConfig) -> dict:
     "Everything that defines a patch-VAE training run except seed, epochs and data."
