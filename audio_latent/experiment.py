@@ -201,7 +201,10 @@ def run_in_workers(jobs:list, # picklable callables taking no argument (functool
             try: out[i] = future.result()
             except Exception as e: raise RuntimeError(f"{names[i]} failed in its worker process: {e!r}") from e
             if progress: print(f"[workers] {done}/{len(jobs)} {names[i]} done at {time.perf_counter() - t0:.0f} s", flush=True)
-    finally: pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:   # a failed job or an interrupt: stop the others now (what they committed to the cache stays)
+        for p in list((getattr(pool, '_processes', None) or {}).values()): p.terminate()
+        pool.shutdown(wait=True, cancel_futures=True); raise
+    pool.shutdown(wait=True)
     return out
 
 # %% ../nbs/02c_experiment.ipynb #a1864c2f

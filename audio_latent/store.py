@@ -6,6 +6,7 @@
 from __future__ import annotations
 import errno, json, os, shutil, socket, sqlite3, subprocess, sys, time, uuid
 from contextlib import contextmanager
+from fastcore.basics import patch  # methods of Store, one cell per concern
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -146,191 +147,218 @@ class Store:
     def __enter__(self): return self
     def __exit__(self, *a): self.close()
 
-    @contextmanager
-    def write(self):
-        "One write transaction (the write lock is taken first); bumps the commit counter. Yields the connection."
+    _SEG_ROWS = 'FROM segments s JOIN files f ON s.file = f.id WHERE s.build = ? ORDER BY f.id, s.id'  # segment rows in file order
+
+# %% ../nbs/07a_store.ipynb #07e419c9
+@patch
+@contextmanager
+def write(self:Store):
+    "One write transaction (the write lock is taken first); bumps the commit counter. Yields the connection."
+    try:
+        self.con.execute('BEGIN IMMEDIATE')
         try:
-            self.con.execute('BEGIN IMMEDIATE')
-            try:
-                yield self.con
-                self.con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'commit'")
-                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('token', ?)", (uuid.uuid4().hex,))
-                self.con.execute('COMMIT')
-            except BaseException:
-                if self.con.in_transaction: self.con.execute('ROLLBACK')
-                raise
-        except sqlite3.Error as e: raise _translate(e, self.folder) from None
+            yield self.con
+            self.con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'commit'")
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('token', ?)", (uuid.uuid4().hex,))
+            self.con.execute('COMMIT')
+        except BaseException:
+            if self.con.in_transaction: self.con.execute('ROLLBACK')
+            raise
+    except sqlite3.Error as e: raise _translate(e, self.folder) from None
 
-    @contextmanager
-    def snapshot(self):
-        "A read transaction: everything read inside it comes from one commit."
-        try:
-            self.con.execute('BEGIN')
-            try: yield self.con
-            finally:
-                if self.con.in_transaction: self.con.execute('ROLLBACK')
-        except sqlite3.Error as e: raise _translate(e, self.folder) from None
+@patch
+@contextmanager
+def snapshot(self:Store):
+    "A read transaction: everything read inside it comes from one commit."
+    try:
+        self.con.execute('BEGIN')
+        try: yield self.con
+        finally:
+            if self.con.in_transaction: self.con.execute('ROLLBACK')
+    except sqlite3.Error as e: raise _translate(e, self.folder) from None
 
-    def check_writable(self):
-        "Raise now (before any work) if this index cannot be written: read-only file or folder, or a full disk."
-        with self.write() as con: pass
-    @contextmanager
-    def run_lock(self, command:str, # what holds it, e.g. 'add /data/new' (told to a writer that has to wait)
-                 wait_message=None, # called with a one-line message when another run holds the lock
-                ):
-        """Hold the index's run lock for a whole `index`/`add`/`sync`: such runs queue one behind another instead of
-        interleaving their batches, so a rebuild cannot drop the commits of an `add` that ran beside it. An advisory
-        `flock`: the kernel releases it when its holder exits or is killed, so a crash never leaves the index locked."""
-        import fcntl
-        path = self.folder/'run.lock'
-        try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e: raise _translate(sqlite3.OperationalError(f'readonly ({e.strerror})'), self.folder) from None
-        try:
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 512, 0).decode(errors='replace').strip() or 'another process'
-                if wait_message: wait_message(f"{self.folder} is being written by {holder}: waiting for it to finish.")
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            os.ftruncate(fd, 0); os.pwrite(fd, f"pid {os.getpid()} (audio-latent {command})".encode(), 0)
-            yield
-        finally: os.close(fd)  # closing the descriptor releases the lock
+@patch
+def check_writable(self:Store):
+    "Raise now (before any work) if this index cannot be written: read-only file or folder, or a full disk."
+    with self.write() as con: pass
+@patch
+@contextmanager
+def run_lock(self:Store, command:str, # what holds it, e.g. 'add /data/new' (told to a writer that has to wait)
+             wait_message=None, # called with a one-line message when another run holds the lock
+            ):
+    """Hold the index's run lock for a whole `index`/`add`/`sync`: such runs queue one behind another instead of
+    interleaving their batches, so a rebuild cannot drop the commits of an `add` that ran beside it. An advisory
+    `flock`: the kernel releases it when its holder exits or is killed, so a crash never leaves the index locked."""
+    import fcntl
+    path = self.folder/'run.lock'
+    try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e: raise _translate(sqlite3.OperationalError(f'readonly ({e.strerror})'), self.folder) from None
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors='replace').strip() or 'another process'
+            if wait_message: wait_message(f"{self.folder} is being written by {holder}: waiting for it to finish.")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0); os.pwrite(fd, f"pid {os.getpid()} (audio-latent {command})".encode(), 0)
+        yield
+    finally: os.close(fd)  # closing the descriptor releases the lock
 
-    # -- reading (call inside `snapshot` for several reads from one commit) ------------------------------------------
-    def meta(self) -> dict: return dict(self.con.execute('SELECT key, value FROM meta').fetchall())
-    def commit(self) -> int: return int(self.meta()['commit'])
-    def token(self) -> str:
-        "A random name of the current commit: caches are keyed by it (a commit number can recur after a restore)."
-        return self.meta().get('token', f"commit{self.commit()}")
+# %% ../nbs/07a_store.ipynb #df4372d0
+@patch
+def meta(self:Store) -> dict: return dict(self.con.execute('SELECT key, value FROM meta').fetchall())
+@patch
+def commit(self:Store) -> int: return int(self.meta()['commit'])
+@patch
+def token(self:Store) -> str:
+    "A random name of the current commit: caches are keyed by it (a commit number can recur after a restore)."
+    return self.meta().get('token', f"commit{self.commit()}")
 
-    def build(self, build:int|None=None, # a build id (default: the live one)
-             ) -> dict|None:
-        "A build's id, model, root, settings, state, created, updated (None if there is none)."
-        if build is None:
-            live = self.meta().get('live')
-            if not live: return None
-            build = int(live)
-        row = self.con.execute('SELECT id, model, root, settings, state, created, updated FROM builds WHERE id = ?',
-                               (build,)).fetchone()
-        if row is None: return None
-        return dict(id=row[0], model=json.loads(row[1]), root=row[2], settings=json.loads(row[3]), state=row[4],
-                    created=row[5], updated=row[6])
+@patch
+def build(self:Store, build:int|None=None, # a build id (default: the live one)
+         ) -> dict|None:
+    "A build's id, model, root, settings, state, created, updated (None if there is none)."
+    if build is None:
+        live = self.meta().get('live')
+        if not live: return None
+        build = int(live)
+    row = self.con.execute('SELECT id, model, root, settings, state, created, updated FROM builds WHERE id = ?',
+                           (build,)).fetchone()
+    if row is None: return None
+    return dict(id=row[0], model=json.loads(row[1]), root=row[2], settings=json.loads(row[3]), state=row[4],
+                created=row[5], updated=row[6])
 
-    def builds(self) -> list[dict]:
-        return [self.build(i) for (i,) in self.con.execute('SELECT id FROM builds ORDER BY id').fetchall()]
+@patch
+def builds(self:Store) -> list[dict]:
+    return [self.build(i) for (i,) in self.con.execute('SELECT id FROM builds ORDER BY id').fetchall()]
 
-    def files(self, build:int) -> pd.DataFrame:
-        "The build's rows in vector order (without vectors)."
-        rows = self.con.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE build = ? ORDER BY id",
-                                (build,)).fetchall()
-        df = pd.DataFrame(rows, columns=FILE_COLUMNS, dtype=object)
-        for c in ('size', 'mtime_ns'): df[c] = pd.array(df[c].tolist(), dtype='Int64')  # exact: ns do not fit a float
-        return df.astype(dict(path=str, sha256=str, label=str, status=str, seconds=float))
+@patch
+def files(self:Store, build:int) -> pd.DataFrame:
+    "The build's rows in vector order (without vectors)."
+    rows = self.con.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE build = ? ORDER BY id",
+                            (build,)).fetchall()
+    df = pd.DataFrame(rows, columns=FILE_COLUMNS, dtype=object)
+    for c in ('size', 'mtime_ns'): df[c] = pd.array(df[c].tolist(), dtype='Int64')  # exact: ns do not fit a float
+    return df.astype(dict(path=str, sha256=str, label=str, status=str, seconds=float))
 
-    def vectors(self, build:int, dim:int) -> np.ndarray:
-        "The build's vectors `(n, dim)` float32, in the order of `files`."
-        n = self.con.execute('SELECT count(*) FROM files WHERE build = ?', (build,)).fetchone()[0]
-        X = np.empty((n, dim), np.float32)
-        for i, (blob,) in enumerate(self.con.execute('SELECT vector FROM files WHERE build = ? ORDER BY id', (build,))):
-            X[i] = np.frombuffer(blob, np.float32)
-        return X
+@patch
+def vectors(self:Store, build:int, dim:int) -> np.ndarray:
+    "The build's vectors `(n, dim)` float32, in the order of `files`."
+    n = self.con.execute('SELECT count(*) FROM files WHERE build = ?', (build,)).fetchone()[0]
+    X = np.empty((n, dim), np.float32)
+    for i, (blob,) in enumerate(self.con.execute('SELECT vector FROM files WHERE build = ? ORDER BY id', (build,))):
+        X[i] = np.frombuffer(blob, np.float32)
+    return X
 
-    def count(self, build:int) -> int:
-        return self.con.execute('SELECT count(*) FROM files WHERE build = ?', (build,)).fetchone()[0]
+@patch
+def count(self:Store, build:int) -> int:
+    return self.con.execute('SELECT count(*) FROM files WHERE build = ?', (build,)).fetchone()[0]
 
-    _SEG_ROWS = 'FROM segments s JOIN files f ON s.file = f.id WHERE s.build = ? ORDER BY f.id, s.id'
-    def segments(self, build:int) -> pd.DataFrame:
-        "The build's committed segments (path, start_s, end_s), grouped by file in the order of `files`."
-        if not self.has_segments: return pd.DataFrame(dict(path=pd.Series(dtype=str), start_s=pd.Series(dtype=float),
-                                                           end_s=pd.Series(dtype=float)))
-        rows = self.con.execute(f'SELECT f.path, s.start_s, s.end_s {self._SEG_ROWS}', (build,)).fetchall()
-        return pd.DataFrame(rows, columns=['path', 'start_s', 'end_s']).astype(dict(path=str, start_s=float, end_s=float))
+@patch
+def segments(self:Store, build:int) -> pd.DataFrame:
+    "The build's committed segments (path, start_s, end_s), grouped by file in the order of `files`."
+    if not self.has_segments: return pd.DataFrame(dict(path=pd.Series(dtype=str), start_s=pd.Series(dtype=float),
+                                                       end_s=pd.Series(dtype=float)))
+    rows = self.con.execute(f'SELECT f.path, s.start_s, s.end_s {self._SEG_ROWS}', (build,)).fetchall()
+    return pd.DataFrame(rows, columns=['path', 'start_s', 'end_s']).astype(dict(path=str, start_s=float, end_s=float))
 
-    def segment_vectors(self, build:int, dim:int) -> np.ndarray:
-        "The committed segments' vectors `(m, dim)` float32, in the order of `segments`."
-        if not self.has_segments: return np.zeros((0, dim), np.float32)
-        n = self.con.execute('SELECT count(*) FROM segments WHERE build = ? AND file IS NOT NULL', (build,)).fetchone()[0]
-        X = np.empty((n, dim), np.float32)
-        for i, (blob,) in enumerate(self.con.execute(f'SELECT s.vector {self._SEG_ROWS}', (build,))):
-            X[i] = np.frombuffer(blob, np.float32)
-        return X
+@patch
+def segment_vectors(self:Store, build:int, dim:int) -> np.ndarray:
+    "The committed segments' vectors `(m, dim)` float32, in the order of `segments`."
+    if not self.has_segments: return np.zeros((0, dim), np.float32)
+    n = self.con.execute('SELECT count(*) FROM segments WHERE build = ? AND file IS NOT NULL', (build,)).fetchone()[0]
+    X = np.empty((n, dim), np.float32)
+    for i, (blob,) in enumerate(self.con.execute(f'SELECT s.vector {self._SEG_ROWS}', (build,))):
+        X[i] = np.frombuffer(blob, np.float32)
+    return X
 
-    # -- writing (call inside `write`) -------------------------------------------------------------------------------
-    def new_build(self, model:dict, root:str|None, settings:dict, live:bool) -> int:
-        "Add an empty build in state 'building'; make it the live one when `live` (a first index has nothing older)."
-        t = now_utc()
-        cur = self.con.execute('INSERT INTO builds(model, root, settings, state, created, updated) VALUES (?,?,?,?,?,?)',
-                               (json.dumps(model), root, json.dumps(settings), 'building', t, t))
-        if live: self.con.execute("UPDATE meta SET value = ? WHERE key = 'live'", (str(cur.lastrowid),))
-        return cur.lastrowid
+# %% ../nbs/07a_store.ipynb #923860a3
+@patch
+def new_build(self:Store, model:dict, root:str|None, settings:dict, live:bool) -> int:
+    "Add an empty build in state 'building'; make it the live one when `live` (a first index has nothing older)."
+    t = now_utc()
+    cur = self.con.execute('INSERT INTO builds(model, root, settings, state, created, updated) VALUES (?,?,?,?,?,?)',
+                           (json.dumps(model), root, json.dumps(settings), 'building', t, t))
+    if live: self.con.execute("UPDATE meta SET value = ? WHERE key = 'live'", (str(cur.lastrowid),))
+    return cur.lastrowid
 
-    def put(self, build:int, rows:list, # dicts with FILE_COLUMNS and `vector` (1-d float32), optionally `segments`
-           ):
-        """Insert or replace rows (by path) of a build. A row's `segments` (start_s, end_s, vectors) are inserted with it;
-        its `stage` (a token of `stage_segments`) hands it the segments staged under that token: in this transaction."""
-        row = self.con.execute('SELECT model FROM builds WHERE id = ?', (build,)).fetchone()
-        if row is None: raise StoreError(f"Build {build} of {self.folder} is gone: another process rebuilt the index "
-                                         "(index --force) meanwhile. Run the command again.")
-        dim = json.loads(row[0])['dim']
-        for r in rows:
-            r = dict(dict(label='', status='ok'), **{k: v for k, v in r.items() if v is not None})
-            v = np.ascontiguousarray(r['vector'], np.float32)
-            if v.shape != (int(dim),): raise ValueError(f"{r['path']}: vector of shape {v.shape}, the build needs ({dim},).")
-            self.con.execute('DELETE FROM files WHERE build = ? AND path = ?', (build, r['path']))  # replaced: new id, new place
-            fid = self.con.execute(f"INSERT INTO files(build, {', '.join(FILE_COLUMNS)}, vector) VALUES (?,?,?,?,?,?,?,?,?)",
-                                   (build, *[_plain(r.get(c)) for c in FILE_COLUMNS], v.tobytes())).lastrowid
-            if r.get('segments') is not None: self._insert_segments(build, fid, None, *r['segments'], dim=int(dim), path=r['path'])
-            if r.get('stage'):
-                self.con.execute('UPDATE segments SET file = ?, stage = NULL WHERE build = ? AND stage = ?', (fid, build, r['stage']))
-        self.touch(build)
+@patch
+def put(self:Store, build:int, rows:list, # dicts with FILE_COLUMNS and `vector` (1-d float32), optionally `segments`
+       ):
+    """Insert or replace rows (by path) of a build. A row's `segments` (start_s, end_s, vectors) are inserted with it;
+    its `stage` (a token of `stage_segments`) hands it the segments staged under that token: in this transaction."""
+    row = self.con.execute('SELECT model FROM builds WHERE id = ?', (build,)).fetchone()
+    if row is None: raise StoreError(f"Build {build} of {self.folder} is gone: another process rebuilt the index "
+                                     "(index --force) meanwhile. Run the command again.")
+    dim = json.loads(row[0])['dim']
+    for r in rows:
+        r = dict(dict(label='', status='ok'), **{k: v for k, v in r.items() if v is not None})
+        v = np.ascontiguousarray(r['vector'], np.float32)
+        if v.shape != (int(dim),): raise ValueError(f"{r['path']}: vector of shape {v.shape}, the build needs ({dim},).")
+        self.con.execute('DELETE FROM files WHERE build = ? AND path = ?', (build, r['path']))  # replaced: new id, new place
+        fid = self.con.execute(f"INSERT INTO files(build, {', '.join(FILE_COLUMNS)}, vector) VALUES (?,?,?,?,?,?,?,?,?)",
+                               (build, *[_plain(r.get(c)) for c in FILE_COLUMNS], v.tobytes())).lastrowid
+        if r.get('segments') is not None: self._insert_segments(build, fid, None, *r['segments'], dim=int(dim), path=r['path'])
+        if r.get('stage'):
+            self.con.execute('UPDATE segments SET file = ?, stage = NULL WHERE build = ? AND stage = ?', (fid, build, r['stage']))
+    self.touch(build)
 
-    def _insert_segments(self, build:int, fid:int|None, stage:str|None, start_s, end_s, V, dim:int, path:str=''):
-        V = np.ascontiguousarray(V, np.float32)
-        if V.ndim != 2 or V.shape[1] != dim or not len(V) == len(start_s) == len(end_s):
-            raise ValueError(f"{path}: segments of shape {V.shape} with {len(start_s)} spans; the build needs (m, {dim}).")
-        if not self.has_segments: raise StoreError(f"{self.folder} is opened read-only at schema version 2: no segments.")
-        self.con.executemany('INSERT INTO segments(build, file, stage, start_s, end_s, vector) VALUES (?,?,?,?,?,?)',
-                             [(build, fid, stage, float(a), float(b), v.tobytes()) for a, b, v in zip(start_s, end_s, V)])
+@patch
+def _insert_segments(self:Store, build:int, fid:int|None, stage:str|None, start_s, end_s, V, dim:int, path:str=''):
+    V = np.ascontiguousarray(V, np.float32)
+    if V.ndim != 2 or V.shape[1] != dim or not len(V) == len(start_s) == len(end_s):
+        raise ValueError(f"{path}: segments of shape {V.shape} with {len(start_s)} spans; the build needs (m, {dim}).")
+    if not self.has_segments: raise StoreError(f"{self.folder} is opened read-only at schema version 2: no segments.")
+    self.con.executemany('INSERT INTO segments(build, file, stage, start_s, end_s, vector) VALUES (?,?,?,?,?,?)',
+                         [(build, fid, stage, float(a), float(b), v.tobytes()) for a, b, v in zip(start_s, end_s, V)])
 
-    def stage_segments(self, build:int, stage:str, # token of the run (see `new_stage`)
-                       start_s, end_s, V:np.ndarray, dim:int):
-        "Add segments of a recording still being embedded: invisible to readers until `put` hands them to its file row."
-        self._insert_segments(build, None, stage, start_s, end_s, V, dim)
+@patch
+def stage_segments(self:Store, build:int, stage:str, # token of the run (see `new_stage`)
+                   start_s, end_s, V:np.ndarray, dim:int):
+    "Add segments of a recording still being embedded: invisible to readers until `put` hands them to its file row."
+    self._insert_segments(build, None, stage, start_s, end_s, V, dim)
 
-    def drop_stale_stages(self) -> int:
-        "Delete staged segments whose run is over (its process is gone, or its build): what a killed run left. Returns rows."
-        stages = [s for (s,) in self.con.execute('SELECT DISTINCT stage FROM segments WHERE file IS NULL').fetchall()]
-        host, dead = socket.gethostname(), []
-        for s in stages:
-            h, _, rest = (s or '').partition('|'); pid = rest.split('|')[0]
-            if h == host and pid.isdigit() and not _alive(int(pid)): dead.append(s)
-        n = sum(self.con.execute('DELETE FROM segments WHERE file IS NULL AND stage = ?', (s,)).rowcount for s in dead)
-        n += self.con.execute('DELETE FROM segments WHERE build NOT IN (SELECT id FROM builds)').rowcount
-        return n
+@patch
+def drop_stale_stages(self:Store) -> int:
+    "Delete staged segments whose run is over (its process is gone, or its build): what a killed run left. Returns rows."
+    stages = [s for (s,) in self.con.execute('SELECT DISTINCT stage FROM segments WHERE file IS NULL').fetchall()]
+    host, dead = socket.gethostname(), []
+    for s in stages:
+        h, _, rest = (s or '').partition('|'); pid = rest.split('|')[0]
+        if h == host and pid.isdigit() and not _alive(int(pid)): dead.append(s)
+    n = sum(self.con.execute('DELETE FROM segments WHERE file IS NULL AND stage = ?', (s,)).rowcount for s in dead)
+    n += self.con.execute('DELETE FROM segments WHERE build NOT IN (SELECT id FROM builds)').rowcount
+    return n
 
-    def delete(self, build:int, paths:list):
-        for p in paths: self.con.execute('DELETE FROM files WHERE build = ? AND path = ?', (build, p))
-        self.touch(build)
+@patch
+def delete(self:Store, build:int, paths:list):
+    for p in paths: self.con.execute('DELETE FROM files WHERE build = ? AND path = ?', (build, p))
+    self.touch(build)
 
-    def set_stat(self, build:int, path:str, size:int, mtime_ns:int):
-        "Record a file's new size and mtime (its content, hence its vector, is unchanged)."
-        self.con.execute("UPDATE files SET size = ?, mtime_ns = ?, status = 'ok' WHERE build = ? AND path = ?",
-                         (int(size), int(mtime_ns), build, path))
+@patch
+def set_stat(self:Store, build:int, path:str, size:int, mtime_ns:int):
+    "Record a file's new size and mtime (its content, hence its vector, is unchanged)."
+    self.con.execute("UPDATE files SET size = ?, mtime_ns = ?, status = 'ok' WHERE build = ? AND path = ?",
+                     (int(size), int(mtime_ns), build, path))
 
-    def mark(self, build:int, paths:list, status:str):
-        for p in paths: self.con.execute('UPDATE files SET status = ? WHERE build = ? AND path = ?', (status, build, p))
-        self.touch(build)
+@patch
+def mark(self:Store, build:int, paths:list, status:str):
+    for p in paths: self.con.execute('UPDATE files SET status = ? WHERE build = ? AND path = ?', (status, build, p))
+    self.touch(build)
 
-    def touch(self, build:int, state:str|None=None):
-        self.con.execute('UPDATE builds SET updated = ?, state = coalesce(?, state) WHERE id = ?', (now_utc(), state, build))
+@patch
+def touch(self:Store, build:int, state:str|None=None):
+    self.con.execute('UPDATE builds SET updated = ?, state = coalesce(?, state) WHERE id = ?', (now_utc(), state, build))
 
-    def promote(self, build:int):
-        "Make `build` the live, finished one and delete every other build's rows."
-        self.touch(build, 'live')
-        self.con.execute("UPDATE meta SET value = ? WHERE key = 'live'", (str(build),))
-        if self.has_segments: self.con.execute('DELETE FROM segments WHERE build != ?', (build,))  # the cascade's work, in bulk
-        self.con.execute('DELETE FROM files WHERE build != ?', (build,))
-        self.con.execute('DELETE FROM builds WHERE id != ?', (build,))
+@patch
+def promote(self:Store, build:int):
+    "Make `build` the live, finished one and delete every other build's rows."
+    self.touch(build, 'live')
+    self.con.execute("UPDATE meta SET value = ? WHERE key = 'live'", (str(build),))
+    if self.has_segments: self.con.execute('DELETE FROM segments WHERE build != ?', (build,))  # the cascade's work, in bulk
+    self.con.execute('DELETE FROM files WHERE build != ?', (build,))
+    self.con.execute('DELETE FROM builds WHERE id != ?', (build,))
 
+# %% ../nbs/07a_store.ipynb #1a20bbeb
 def new_stage() -> str:
     "A token naming this run's staged segments: host, process id, random part (`drop_stale_stages` checks the process)."
     return f"{socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex[:8]}"

@@ -296,6 +296,21 @@ def _train_model_job(run:dict, settings:dict, catalogue:pd.DataFrame, data:dict,
     t = time.perf_counter(); train_model(run, ThesisModelsConfig(**settings), catalogue, data, cache)
     return time.perf_counter() - t
 
+def _run_record(name:str, run:dict, seed:int, rid:str, chosen:dict, metas:list, select_metas:list,
+                config:ThesisModelsConfig, n_clips:int)->dict:
+    "The `runs.csv` record of one model and seed: its settings, how its rate was chosen and among how many, provenance."
+    n_cand = len(config.learning_rates)
+    return dict(
+        run=rid, representation=name, seed=seed, uses_labels=run['loss'] != 'contrastive', exact=False,
+        settings={**{k: v for k, v in run.items() if k != 'stand_in'}, 'budget_cpu_s': config.budget_cpu_s,
+                  'step_cpu_s': config.step_cpu_s.get(name)},
+        selection=(f"learning rate in {{{', '.join(f'{v:g}' for v in config.learning_rates)}}} by inner-fold MAP@R "
+                   f"(cosine, sub; train 3 folds, validate on inner_validation_fold(k), gallery = the 4 non-test folds), "
+                   f"per outer fold, seed {config.selection_seed}, ties -> the smaller rate" if n_cand > 1 else 'none: fixed settings'),
+        n_candidates=n_cand, chosen={int(k): float(v) for k, v in chosen.items()}, data=f"ESC-50, {n_clips} clips",
+        code=training_code(), commit=','.join(sorted({str(m.get('commit', '')) for m in metas + select_metas})),
+        wall_s=float(sum(m['wall_s'] for m in metas)), stand_in=run.get('stand_in', config.stand_in))
+
 def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                       catalogue:pd.DataFrame, # the clips (stem, fold, target, src_file), aligned with `data`
                       data:dict, # 'logmel' (n, frames, 64)
@@ -341,17 +356,7 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
             rows.append(evaluate_spaces(spaces, catalogue, experiment, name, rid, seed=s, n_boot=config.n_boot))
             rows.append(triplet_score_rows(triplet_scores(spaces, fold_of, triplets), experiment, name, rid, s))
             if s == min(config.seeds): predictions.append(predictions_from_spaces(spaces, catalogue, name, rid, seed=s))
-            n_cand = len(config.learning_rates)
-            records.append(dict(
-                run=rid, representation=name, seed=int(s), uses_labels=run['loss'] != 'contrastive', exact=False,
-                settings={**{k: v for k, v in run.items() if k != 'stand_in'}, 'budget_cpu_s': config.budget_cpu_s,
-                          'step_cpu_s': config.step_cpu_s.get(name)},
-                selection=(f"learning rate in {{{', '.join(f'{v:g}' for v in config.learning_rates)}}} by inner-fold MAP@R "
-                           f"(cosine, sub; train 3 folds, validate on inner_validation_fold(k), gallery = the 4 non-test folds), "
-                           f"per outer fold, seed {config.selection_seed}, ties -> the smaller rate" if n_cand > 1 else 'none: fixed settings'),
-                n_candidates=n_cand, chosen={int(k): float(v) for k, v in chosen.items()}, data=f"ESC-50, {len(catalogue)} clips",
-                code=training_code(), commit=','.join(sorted({str(m.get('commit', '')) for m in metas + select_metas})),
-                wall_s=float(sum(m['wall_s'] for m in metas)), stand_in=run.get('stand_in', config.stand_in)))
+            records.append(_run_record(name, run, int(s), rid, chosen, metas, select_metas, config, len(catalogue)))
         timings[name] = worker_s.get(name, 0.0) + time.perf_counter() - t   # its worker's wall time, then its evaluation here
         if progress: print(f"{name}: {run['steps'] or run.get('epochs')} {'steps' if run['steps'] else 'epochs'}, "
                            f"learning rates chosen {chosen}; {timings[name]:.0f} s", flush=True)

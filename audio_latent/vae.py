@@ -23,7 +23,8 @@ __all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSIO
            'pool_over_time', 'standardise', 'run_key', 'VAEConfig', 'patch_settings', 'thesis_settings',
            'stand_in_text', 'input_features', 'fit_vae', 'embed_clips', 'trained_embeddings', 'vae_code_hash',
            'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'patch_track', 'pca_reference',
-           'thesis_stand_ins', 'evaluate_vae_spaces', 'run_vae_experiment', 'thesis_scale_curve', 'thesis_step_seconds']
+           'thesis_stand_ins', 'evaluate_vae_spaces', 'run_vae_experiment', 'thesis_scale_curve', 'thesis_step_seconds',
+           'train_in_workers']
 
 # %% ../nbs/04_vae.ipynb #6be6fe0d
 LOG_2PI = float(np.log(2 * np.pi))
@@ -353,7 +354,8 @@ def run_key(settings:dict, train_stems:list) -> str:
     return f"{settings['architecture']}-{settings['input']}-z{settings['latent_dim']}-{digest}"
 
 # %% ../nbs/04_vae.ipynb #b3e8b5da
-from .experiment import load_settings, config_from_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs
+from .experiment import (load_settings, config_from_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs,
+                                     require_tf_threads, run_in_workers)
 from .retrieval import evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results, RESULT_COLUMNS
 
 # %% ../nbs/04_vae.ipynb #282361af
@@ -389,24 +391,31 @@ class VAEConfig:
     thesis_scale_fold: int = 1 # the one outer fold of the scale curve
     thesis_scale_latent: int = 128 # latent size of the scale curve
     thesis_step_widths: tuple = () # widths whose cost per optimiser step is measured (up to 1.0, the thesis's own)
+    workers: int = 0 # processes that train side by side (`train_in_workers`); 0: train in this process
+    tf_threads: int|None = None # TensorFlow threads a run trains at, part of its id (None: the process's default, not recorded)
 
     @classmethod
     def from_settings(cls, settings:dict, profile:str='cpu') -> 'VAEConfig':
         "Typed config from `load_settings('vae', profile, overrides)`; unknown keys are an error."
-        return config_from_settings(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}, profile)
+        cfg = config_from_settings(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}, profile)
+        if cfg.workers and cfg.tf_threads is None: raise ValueError(f"workers={cfg.workers}: worker processes need tf_threads, the thread count their runs train at")
+        return cfg
+
+def _threads(cfg:VAEConfig) -> dict: return {} if cfg.tf_threads is None else {'tf_threads': int(cfg.tf_threads)}
 
 def patch_settings(cfg:VAEConfig) -> dict:
     "Everything that defines a patch-VAE training run except seed, epochs and data."
     spec = ARCHITECTURES['patch']
     return dict(architecture='patch', input='logmel', latent_dim=int(cfg.latent_dim), batch_size=int(cfg.batch_size),
                 learning_rate=float(cfg.learning_rate), beta=float(cfg.beta), beta_warmup=int(cfg.beta_warmup),
-                patch_frames=spec['patch_frames'], hop_frames=spec['hop_frames'], crops_per_clip=int(cfg.crops_per_clip), spec=spec)
+                patch_frames=spec['patch_frames'], hop_frames=spec['hop_frames'], crops_per_clip=int(cfg.crops_per_clip), spec=spec,
+                **_threads(cfg))
 
 def thesis_settings(cfg:VAEConfig, latent_dim:int) -> dict:
     "Settings of a thesis-architecture run."
     return dict(architecture='thesis', input='stft256', latent_dim=int(latent_dim), width=float(cfg.thesis_width),
                 batch_size=int(cfg.thesis_batch_size), learning_rate=float(cfg.thesis_learning_rate), beta=float(cfg.thesis_beta),
-                beta_warmup=int(cfg.thesis_beta_warmup), spec=ARCHITECTURES['thesis'])
+                beta_warmup=int(cfg.thesis_beta_warmup), spec=ARCHITECTURES['thesis'], **_threads(cfg))
 
 def stand_in_text(cfg:VAEConfig, latent_dim:int) -> str:
     "What makes a thesis-architecture run a stand-in for the thesis's model ('' at the thesis's own setting)."
@@ -673,6 +682,10 @@ def run_vae_experiment(cfg:VAEConfig, # typed settings
         if name not in features: features[name] = input_features(name, audio, stems)
         return features[name]
     reps, records, histories, selection_rows, chosen = {}, [], [], [], {}
+    if not cfg.workers: require_tf_threads(cfg.tf_threads, f"the {cfg.profile} profile's VAE runs")
+    if cfg.workers:   # every run trained first in fresh processes (inputs from the feature cache); the pieces below read them back
+        for name in sorted({'patch': 'logmel', 'thesis': 'stft256'}[a] for a in cfg.architectures): feats(name)
+        train_in_workers(cfg, catalogue, code, progress)
     if 'patch' in cfg.architectures:
         patch = patch_track(cfg, catalogue, feats('logmel'), code, data, progress)
         pca_rep, pca_record = pca_reference(cfg, catalogue, feats('logmel'), data)
@@ -702,6 +715,7 @@ def thesis_scale_curve(S:np.ndarray, # 'stft256' inputs of all clips
     "Held-out accuracy of the thesis architecture at every width of `cfg.thesis_scale_widths` after each of `cfg.thesis_scale_epochs` epochs, on one outer fold."
     fold_of = catalogue.fold.to_numpy(); all_folds = sorted(int(f) for f in np.unique(fold_of)); k = int(cfg.thesis_scale_fold)
     if k not in all_folds: raise ValueError(f"thesis_scale_fold={k}: no clips in that fold; use one of {all_folds}.")
+    if not cfg.workers: require_tf_threads(cfg.tf_threads, f"the {cfg.profile} profile's scale curve")
     rows = []
     for w in cfg.thesis_scale_widths:
         s = thesis_settings(replace(cfg, thesis_width=float(w)), cfg.thesis_scale_latent)
@@ -732,3 +746,58 @@ def thesis_step_seconds(S:np.ndarray, # 'stft256' inputs (at least `cfg.thesis_b
                          step_seconds=float(h[(h.split == 'train') & (h.epoch == 2)].seconds.iloc[0])))
         del vae
     return pd.DataFrame(rows)
+
+# %% ../nbs/04_vae.ipynb #vaework2
+import functools
+
+def _trained_chain(name:str, # 'logmel' or 'stft256': the inputs, read from the feature cache
+                   stems:list, catalogue:pd.DataFrame, s:dict, seed:int,
+                   epochs:list, # each in turn (each resumes the last checkpoint)
+                   outer_fold:int, train_folds:list, trace_fold:int, embed_folds:list, code:str) -> float:
+    "A worker's job: `trained_embeddings` at each of `epochs`, in order. Returns its wall seconds."
+    tf.config.experimental.enable_op_determinism()   # as the notebook's process trains
+    t = time.perf_counter(); S = input_features(name, None, stems)
+    for e in sorted(int(x) for x in epochs):
+        trained_embeddings(S, catalogue, s, seed, e, outer_fold, train_folds, trace_fold, embed_folds, code)
+    return time.perf_counter() - t
+
+def train_in_workers(cfg:VAEConfig, # `workers` and `tf_threads` set
+                     catalogue:pd.DataFrame, # the clips (their features already in the cache)
+                     code:str, # `vae_code_hash()`
+                     progress:bool=False, # a line per finished job
+                    ) -> dict: # wall seconds of each job, by name
+    "Every trained run of the experiment and of the scale curve, `cfg.workers` processes at a time."
+    from audio_latent.vae import _trained_chain   # a spawned process finds the job by its module, not a notebook's copy
+    outer, all_folds = _outer_folds(cfg, catalogue); stems = catalogue.stem.tolist()
+    def chain(name, s, seed, epochs, k, train, trace, embed):
+        return functools.partial(_trained_chain, name, stems, catalogue, s, int(seed), [int(e) for e in epochs], int(k),
+                                 [int(f) for f in train], int(trace), [int(f) for f in embed], code)
+    rest = lambda k: [f for f in all_folds if f != k]
+    out = {}
+    def run(jobs):
+        names = [n for n, _ in jobs]
+        if jobs: out.update(zip(names, run_in_workers([j for _, j in jobs], cfg.workers, cfg.tf_threads, names, progress)))
+    first, later = [], []
+    if 'patch' in cfg.architectures:
+        s = patch_settings(cfg)
+        for k in outer:
+            v = inner_validation_fold(k, all_folds); train = [f for f in all_folds if f not in (k, v)]
+            first.append((f"patch selection, fold {k}", chain('logmel', s, cfg.selection_seed, cfg.epoch_candidates, k, train, v, train + [v])))
+    if 'thesis' in cfg.architectures:
+        first += [(f"vae/thesis/{d}, fold {k}", chain('stft256', thesis_settings(cfg, d), 0, [cfg.thesis_epochs], k, rest(k), k, all_folds))
+                  for d in cfg.thesis_latent_dims for k in outer]
+    run(first)   # then what needs their runs: the finals (each fold's chosen epochs) and the scale curve (the stand-ins' checkpoints)
+    if 'patch' in cfg.architectures:
+        S = input_features('logmel', None, stems)
+        chosen = {k: select_epochs(S, catalogue, s, k, cfg.epoch_candidates, code, cfg.selection_seed)['chosen'] for k in outer}
+        later += [(f"vae/patch seed {seed}, fold {k}", chain('logmel', s, seed, [chosen[k]], k, rest(k), k, all_folds))
+                  for seed in cfg.seeds for k in outer]
+    if cfg.thesis_scale_widths and 'thesis' in cfg.architectures:   # widest first: the longest chains start first
+        k = int(cfg.thesis_scale_fold)
+        scale = [(f"scale width {w:g}", chain('stft256', thesis_settings(replace(cfg, thesis_width=float(w)), cfg.thesis_scale_latent), 0,
+                                              cfg.thesis_scale_epochs, k, rest(k), k, all_folds))
+                 for w in sorted(cfg.thesis_scale_widths, reverse=True)]
+        n_wide = sum(w > cfg.thesis_width for w in cfg.thesis_scale_widths)
+        later = scale[:n_wide] + later + scale[n_wide:]
+    run(later)
+    return out
