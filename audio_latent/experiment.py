@@ -46,11 +46,14 @@ def config_from_settings(config_class:type, # a track's dataclass of typed setti
                          settings:dict, # from `load_settings` (papermill overrides applied)
                          profile:str='cpu', # the profile they came from
                         ):
-    "A track's typed config from its settings; an unknown key is an error that names it and the known ones."
+    "A track's typed config from its settings; an unknown key, or worker processes without a thread count, is an error that names it."
     known = {f.name for f in dataclasses.fields(config_class)}
     if unknown := sorted(set(settings) - known):
         raise ValueError(f"Unknown {config_class.__name__} settings {unknown}; known: {sorted(known)}.")
-    return config_class(**{**{k: v for k, v in settings.items() if k != 'profile'}, 'profile': profile})
+    cfg = config_class(**{**{k: v for k, v in settings.items() if k != 'profile'}, 'profile': profile})
+    if getattr(cfg, 'workers', 0) and getattr(cfg, 'tf_threads', None) is None:   # see `run_in_workers`
+        raise ValueError(f"workers={cfg.workers}: worker processes need tf_threads, the thread count their runs train at")
+    return cfg
 
 # %% ../nbs/02c_experiment.ipynb #0c43de3b
 def inner_validation_fold(outer_fold:int, # the held-out test fold

@@ -281,7 +281,6 @@ class MLConfig:
         "Build from `load_settings('metric_learning', profile, overrides)`; unknown keys raise."
         cfg = config_from_settings(cls, settings, profile)
         if bad := set(cfg.families) - set(FAMILIES): raise ValueError(f"families={cfg.families}: unknown {sorted(bad)}; use {FAMILIES}")
-        if cfg.workers and cfg.tf_threads is None: raise ValueError(f"workers={cfg.workers}: worker processes need tf_threads, the thread count their runs train at")
         return cfg
 
     def runs(self)->list:

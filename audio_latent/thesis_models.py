@@ -112,7 +112,6 @@ class ThesisModelsConfig:
         cfg = config_from_settings(cls, settings, profile)
         if cfg.budget_cpu_s is not None and not cfg.budget_cpu_s > 0: raise ValueError(f"budget_cpu_s={cfg.budget_cpu_s}: must be positive")
         if not cfg.learning_rates: raise ValueError("learning_rates: give at least one candidate")
-        if cfg.workers and cfg.tf_threads is None: raise ValueError(f"workers={cfg.workers}: worker processes need tf_threads, the thread count their runs train at")
         cfg.learning_rates = sorted(float(v) for v in cfg.learning_rates)
         return cfg
 

@@ -397,9 +397,7 @@ class VAEConfig:
     @classmethod
     def from_settings(cls, settings:dict, profile:str='cpu') -> 'VAEConfig':
         "Typed config from `load_settings('vae', profile, overrides)`; unknown keys are an error."
-        cfg = config_from_settings(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}, profile)
-        if cfg.workers and cfg.tf_threads is None: raise ValueError(f"workers={cfg.workers}: worker processes need tf_threads, the thread count their runs train at")
-        return cfg
+        return config_from_settings(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}, profile)
 
 def _threads(cfg:VAEConfig) -> dict: return {} if cfg.tf_threads is None else {'tf_threads': int(cfg.tf_threads)}
 
