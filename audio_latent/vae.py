@@ -494,7 +494,8 @@ def trained_embeddings(S:np.ndarray, catalogue:pd.DataFrame, s:dict, seed:int, e
     settings = dict(track='vae', **{k: v for k, v in s.items()}, seed=int(seed), epochs=int(epochs), outer_fold=int(outer_fold),
                     train_folds=sorted(int(f) for f in train_folds), trace_fold=int(trace_fold),
                     embed_folds=sorted(int(f) for f in embed_folds), clips=short_hash('|'.join(stems)))
-    def compute():
+    def compute():   # trains only on a cache miss, so only then must the process run at the run's thread count
+        require_tf_threads(s.get('tf_threads'), f"the VAE run {s['architecture']}/{s['latent_dim']} (fold {outer_fold}, seed {seed}, {epochs} epochs)")
         vae, hist = fit_vae(S, train_idx, s, seed, epochs, outer_fold, [stems[i] for i in train_idx],
                             np.flatnonzero(fold_of == trace_fold), progress)
         h = hist.assign(validation=(hist.split == 'validation').astype(float))[HISTORY_COLUMNS].to_numpy(np.float64)
@@ -680,7 +681,6 @@ def run_vae_experiment(cfg:VAEConfig, # typed settings
         if name not in features: features[name] = input_features(name, audio, stems)
         return features[name]
     reps, records, histories, selection_rows, chosen = {}, [], [], [], {}
-    if not cfg.workers: require_tf_threads(cfg.tf_threads, f"the {cfg.profile} profile's VAE runs")
     if cfg.workers:   # every run trained first in fresh processes (inputs from the feature cache); the pieces below read them back
         for name in sorted({'patch': 'logmel', 'thesis': 'stft256'}[a] for a in cfg.architectures): feats(name)
         train_in_workers(cfg, catalogue, code, progress)
@@ -713,7 +713,6 @@ def thesis_scale_curve(S:np.ndarray, # 'stft256' inputs of all clips
     "Held-out accuracy of the thesis architecture at every width of `cfg.thesis_scale_widths` after each of `cfg.thesis_scale_epochs` epochs, on one outer fold."
     fold_of = catalogue.fold.to_numpy(); all_folds = sorted(int(f) for f in np.unique(fold_of)); k = int(cfg.thesis_scale_fold)
     if k not in all_folds: raise ValueError(f"thesis_scale_fold={k}: no clips in that fold; use one of {all_folds}.")
-    if not cfg.workers: require_tf_threads(cfg.tf_threads, f"the {cfg.profile} profile's scale curve")
     rows = []
     for w in cfg.thesis_scale_widths:
         s = thesis_settings(replace(cfg, thesis_width=float(w)), cfg.thesis_scale_latent)
