@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make report   create .venv if missing, run every experiment notebook (papermill), build reports/report.{md,html}
+#                 (a notebook whose inputs match its last run is skipped; FORCE=1 reruns every one)
 #   make test     create .venv if missing, run the notebook tests (nbdev_test) and the integration tests (pytest)
 #   make docs     the documentation site from the notebooks into _site/ (docs/build.py)
 SHELL := /bin/bash
@@ -31,7 +32,7 @@ test-py: env
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 report: env
-	$(BIN)/python -m audio_latent.report run --profile $(PROFILE)
+	$(BIN)/python -m audio_latent.report run --profile $(PROFILE) $(if $(FORCE),--force)
 	$(BIN)/python -m audio_latent.report build
 
 build-report: env
