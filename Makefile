@@ -38,14 +38,17 @@ report: env
 build-report: env
 	$(BIN)/python -m audio_latent.report build
 
-# Rerun every notebook with an EMPTY run cache (nothing reused) and compare with the committed results: rows of
-# deterministic runs must be identical, trained ones within 3 sd across seeds (at least 0.002). Takes as long as a
+# Rerun every notebook with an EMPTY run cache (nothing reused) and compare with the COMMITTED results (HEAD's
+# reports/results and reports/predictions, never the working tree's, which an exploring run may have overwritten): rows
+# of deterministic runs must be identical, trained ones within 3 sd across seeds (at least 0.002), runs.csv alike, run
+# ids unchanged (ALLOW_NEW_RUNS=1: changed ids accepted when recorded on both sides, and listed). Takes as long as a
 # fresh `make report`; the rerun's files replace reports/ (see `git diff`).
 check-results: env
-	rm -rf .check && mkdir -p .check && cp -r reports/results .check/committed
+	rm -rf .check && mkdir -p .check/committed
+	set -o pipefail; git archive HEAD reports/results reports/predictions | tar -x -C .check/committed
 	AUDIO_LATENT_CACHE=$(abspath .check/cache) $(BIN)/python -m audio_latent.report run --force --profile $(PROFILE)
 	$(BIN)/python -m audio_latent.report build
-	$(BIN)/python -m audio_latent.experiment check .check/committed reports/results
+	$(BIN)/python -m audio_latent.experiment check .check/committed/reports reports $(if $(ALLOW_NEW_RUNS),--allow-new-runs)
 
 bench: bench-features bench-yamnet bench-search
 

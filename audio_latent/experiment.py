@@ -4,20 +4,22 @@
 
 # %% ../nbs/02c_experiment.ipynb #5fb353a2
 from __future__ import annotations
-import dataclasses, hashlib, inspect, json, subprocess, time
+import dataclasses, hashlib, inspect, json, subprocess, sys, time, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
 import yaml
 
-from .data import atomic_write, cache_dir, project_root, reports_dir, short_hash
+from .data import atomic_write, cache_dir, project_root, reports_dir, sha256_file, short_hash
 
 # %% auto #0
-__all__ = ['GENERATED_OUTPUTS', 'RUN_COLUMNS', 'RESULT_KEY', 'params_path', 'load_settings', 'config_from_settings',
-           'inner_validation_fold', 'code_hash', 'run_id', 'git_commit', 'cached_run', 'record_runs', 'load_runs',
-           'spend_summary', 'tf_threads', 'set_tf_threads', 'require_tf_threads', 'run_in_workers', 'seed_tolerance',
-           'compare_results', 'check_results', 'main']
+__all__ = ['GENERATED_OUTPUTS', 'RUN_COLUMNS', 'RESULT_KEY', 'PREDICTION_KEY', 'PREDICTION_COLUMNS', 'RUN_FREE', 'params_path',
+           'load_settings', 'config_from_settings', 'inner_validation_fold', 'code_hash', 'run_id', 'git_commit',
+           'read_cached_run', 'cached_run', 'record_runs', 'load_runs', 'spend_summary', 'tf_threads', 'set_tf_threads',
+           'require_tf_threads', 'run_in_workers', 'run_parts', 'seed_tolerance', 'compare_results', 'CheckError',
+           'check_folders', 'read_checked_csv', 'load_checked', 'integrity_problems', 'run_changes', 'compare_runs',
+           'compare_predictions', 'check_results', 'main']
 
 # %% ../nbs/02c_experiment.ipynb #a092b431
 def params_path(params_file:str|Path|None=None) -> Path:
@@ -93,23 +95,41 @@ def git_commit(root:str|Path|None=None) -> str:
         return head + ('-dirty' if dirty else '')
     except (OSError, subprocess.CalledProcessError): return 'unknown'
 
+def read_cached_run(arrays_file:Path, # <cache>/runs/<run>.npz
+                    meta_file:Path, # <cache>/runs/<run>.json, which records the arrays file's `sha256`
+                   ) -> tuple|None: # (arrays, meta), or None: nothing stored, or nothing to trust
+    "A stored run whose arrays file matches the checksum in its metadata; otherwise warn (naming the file and why), delete both files and return None."
+    if not (arrays_file.exists() and meta_file.exists()): return None
+    try:
+        meta = json.loads(meta_file.read_text())
+        if not isinstance(meta, dict) or not meta.get('sha256'): why = 'its metadata records no checksum (stored before checksums were kept)'
+        elif (found := sha256_file(arrays_file)) != meta['sha256']:
+            why = f"its SHA-256 is {found[:12]}…, not the {str(meta['sha256'])[:12]}… recorded when the run was stored: the file changed since"
+        else:
+            with np.load(arrays_file, allow_pickle=False) as z: return {k: z[k] for k in z.files}, meta
+    except Exception as e: why = f'it cannot be read ({type(e).__name__}: {e})'
+    warnings.warn(f"Run cache {arrays_file}: {why}; deleting it and {meta_file.name}, and computing the run again.", stacklevel=3)
+    for f in (arrays_file, meta_file): f.unlink(missing_ok=True)
+    return None
+
 def cached_run(settings:dict, # everything that changes the arrays (seed, fold, epochs, data subset ...)
                compute:Callable[[], dict], # computes {name: np.ndarray}
                code:str, # `code_hash` of what `compute` runs
                cache:str|Path|None=None, # cache root (default: `data.cache_dir()`); runs go to <cache>/runs
               ) -> tuple[dict, dict]:
-    "The run's arrays and its metadata (run, wall_s, commit, created), computed once and then reused."
+    "The run's arrays and its metadata (run, wall_s, commit, created, the arrays file's sha256), computed once and then reused while the checksum holds."
     rid = run_id(settings, code); folder = Path(cache or cache_dir())/'runs'
     arrays_file, meta_file = folder/f'{rid}.npz', folder/f'{rid}.json'
-    if arrays_file.exists() and meta_file.exists():
-        with np.load(arrays_file, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
-        return arrays, json.loads(meta_file.read_text())
+    if (stored := read_cached_run(arrays_file, meta_file)) is not None: return stored
     t0 = time.perf_counter(); arrays = compute(); wall = time.perf_counter() - t0
     if not isinstance(arrays, dict) or not all(isinstance(v, np.ndarray) for v in arrays.values()):
         raise TypeError("`compute` must return a dict of numpy arrays.")
     meta = dict(run=rid, wall_s=round(wall, 1), commit=git_commit(), created=time.strftime('%Y-%m-%dT%H:%M:%S'),
                 settings=json.loads(_canonical(settings)), code=code)
-    atomic_write(arrays_file, lambda p: np.savez(open(p, 'wb'), **arrays))
+    def write_arrays(p):
+        with open(p, 'wb') as f: np.savez(f, **arrays)
+        meta['sha256'] = sha256_file(p)   # of the very bytes renamed into place
+    atomic_write(arrays_file, write_arrays)
     atomic_write(meta_file, lambda p: p.write_text(json.dumps(meta, indent=1, sort_keys=True)))
     return arrays, meta
 
@@ -213,6 +233,10 @@ def run_in_workers(jobs:list, # picklable callables taking no argument (functool
 # %% ../nbs/02c_experiment.ipynb #a1864c2f
 RESULT_KEY = ['experiment', 'representation', 'seed', 'distance', 'protocol', 'level', 'metric', 'k']
 
+def run_parts(run:str) -> list:
+    "The runs a result row stands on: one, or two joined by '+' (a McNemar row)."
+    return str(run).split('+')
+
 def seed_tolerance(results:pd.DataFrame, # tidy rows of one or more experiments
                    floor:float=0.002, # smallest tolerance
                    n_sd:float=3., # standard deviations across seeds
@@ -224,51 +248,239 @@ def seed_tolerance(results:pd.DataFrame, # tidy rows of one or more experiments
     tol = sd.fillna(sd.index.get_level_values('experiment').to_series(index=sd.index).map(exp_max))
     return (n_sd * tol).fillna(0).clip(lower=floor)
 
-def compare_results(reference:pd.DataFrame, # committed tidy rows
+def compare_results(reference:pd.DataFrame, # committed tidy rows (one per RESULT_KEY)
                     rerun:pd.DataFrame, # rows of the rerun
-                    runs:pd.DataFrame, # runs.csv (the `exact` column says which rows must match exactly)
+                    runs:pd.DataFrame, # the reference's runs.csv (its `exact` column says which rows must match exactly)
                    ) -> pd.DataFrame:
-    "One row per result: reference, rerun, difference, tolerance and whether it is within it."
+    "One row per result: each side's run and value, difference, tolerance, whether it is exact and whether the values agree."
     m = reference.merge(rerun, on=RESULT_KEY, how='outer', suffixes=('_ref', '_new'), indicator=True)
-    exact = set(runs.loc[runs.exact.astype(str).str.lower() == 'true', 'run'])
+    exact_runs = set(runs.loc[runs.exact.astype(str).str.lower() == 'true', 'run'])
     tol = seed_tolerance(reference)
     key = [c for c in RESULT_KEY if c != 'seed']
-    m['tolerance'] = [0. if r in exact else tol.get(tuple(k), 0.002) for r, k in zip(m.run_ref, m[key].itertuples(index=False))]
+    m['exact'] = [all(p in exact_runs for p in run_parts(r)) for r in m.run_ref.where(m.run_ref.notna(), m.run_new)]
+    m['tolerance'] = [0. if e else tol.get(tuple(k), 0.002) for e, k in zip(m.exact, m[key].itertuples(index=False))]
     m['diff'] = (m.value_new - m.value_ref).abs()
     m['ok'] = (m._merge == 'both') & (m['diff'] <= m.tolerance + 1e-9)
-    return m[RESULT_KEY + ['run_ref', 'value_ref', 'value_new', 'diff', 'tolerance', 'ok']]
+    return m[RESULT_KEY + ['run_ref', 'run_new', 'value_ref', 'value_new', 'diff', 'tolerance', 'exact', 'ok']]
+
+# %% ../nbs/02c_experiment.ipynb #check02
+class CheckError(ValueError):
+    "A mistake in what `check` was given (folder, file, column or value): one message, exit status 2, no traceback."
+
+PREDICTION_KEY = ['representation', 'seed', 'distance', 'protocol', 'stem']
+PREDICTION_COLUMNS = ['representation', 'run', 'seed', 'distance', 'protocol', 'stem', 'target', 'predicted']
+
+def check_folders(path:str|Path, # a reports folder (results/, optionally predictions/) or a results folder
+                 ) -> tuple: # (results folder, predictions folder or None)
+    "Where one side of `check` keeps its results and predictions; a folder that holds neither is a `CheckError`."
+    p = Path(path)
+    if not p.exists(): raise CheckError(f"{p}: no such folder.")
+    if not p.is_dir(): raise CheckError(f"{p} is a file: give a reports folder (holding results/) or a results folder.")
+    if (p/'results').is_dir(): results, predictions = p/'results', p/'predictions'
+    elif any(p.glob('*.csv')): results, predictions = p, None
+    else:
+        hint = f" (did you mean {p/'reports'}?)" if (p/'reports'/'results').is_dir() else ''
+        raise CheckError(f"{p} holds neither results/ nor results CSVs{hint}: give a reports folder (holding results/) or a results folder.")
+    if not (results/'runs.csv').is_file(): raise CheckError(f"{results} has no runs.csv: the runs its rows name are recorded there.")
+    if not any(f.name != 'runs.csv' for f in results.glob('*.csv')): raise CheckError(f"{results} has runs.csv but no results file.")
+    return results, (predictions if predictions is not None and predictions.is_dir() else None)
+
+def read_checked_csv(path:str|Path, # a CSV file of one side
+                     columns:list, # the columns it must have
+                     numeric:tuple=(), # columns whose every cell must be a finite number
+                    ) -> pd.DataFrame: # every column as text but the numeric ones (floats)
+    "A CSV read for `check`; an unreadable file, a missing column or a cell that is not a number is a `CheckError` naming the file (and row)."
+    path = Path(path)
+    try: df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as e: raise CheckError(f"{path}: not a readable CSV ({type(e).__name__}: {e}).") from None
+    if missing := [c for c in columns if c not in df.columns]:
+        raise CheckError(f"{path} lacks the column(s) {', '.join(missing)} (it has {', '.join(map(str, df.columns))}).")
+    for c in numeric:
+        v = pd.to_numeric(df[c].str.strip(), errors='coerce').astype(float)
+        if len(bad := np.flatnonzero(~np.isfinite(v.to_numpy()))):
+            i = int(bad[0]); more = f" ({len(bad)} rows like it)" if len(bad) > 1 else ''
+            raise CheckError(f"{path}, row {i + 1} (line {i + 2}): {c} {df[c].iat[i]!r} is not a number{more}.")
+        df[c] = v
+    return df
+
+def load_checked(path:str|Path, # a reports folder or a results folder
+                ) -> dict: # results (every row, with its `file`), runs (runs.csv), predictions ({file: rows} or None), where
+    "Everything one side of `check` vouches for, read and validated."
+    results_dir, predictions_dir = check_folders(path)
+    runs = read_checked_csv(results_dir/'runs.csv', RUN_COLUMNS)
+    results = pd.concat([read_checked_csv(f, RESULT_KEY + ['run', 'value'], ('value',))[RESULT_KEY + ['run', 'value']].assign(file=f.name)
+                         for f in sorted(results_dir.glob('*.csv')) if f.name != 'runs.csv'], ignore_index=True)
+    predictions = None if predictions_dir is None else {
+        f.name: read_checked_csv(f, PREDICTION_COLUMNS)[PREDICTION_COLUMNS] for f in sorted(predictions_dir.glob('*.csv'))}
+    return dict(results=results, runs=runs, predictions=predictions, where=str(results_dir))
+
+# %% ../nbs/02c_experiment.ipynb #check05
+def _key_text(row, key:list) -> str: return ', '.join(f'{c}={row[c]}' for c in key)
+
+def integrity_problems(side:dict, # from `load_checked`
+                       name:str, # 'reference' or 'rerun', for the messages
+                      ) -> list: # (category, problem) pairs
+    "What one side gets wrong on its own: duplicated keys (results, runs.csv, predictions) and rows whose run is not in its runs.csv."
+    problems, runs = [], side['runs']
+    if len(dup := runs[runs.run.duplicated(keep=False)]):
+        problems.append(('duplicated keys', f"{name} runs.csv: {len(dup)} rows record {dup.run.nunique()} run id(s) more than once, e.g. {dup.run.iat[0]}"))
+    results = side['results']
+    if len(dup := results[results.duplicated(RESULT_KEY, keep=False)]):
+        problems.append(('duplicated keys', f"{name} results ({', '.join(sorted(set(dup.file)))}): {len(dup)} rows share "
+                                            f"{len(dup.drop_duplicates(RESULT_KEY))} key(s), e.g. {_key_text(dup.iloc[0], RESULT_KEY)}"))
+    for f, rows in (side['predictions'] or {}).items():
+        if len(dup := rows[rows.duplicated(PREDICTION_KEY, keep=False)]):
+            problems.append(('duplicated keys', f"{name} predictions/{f}: {len(dup)} rows share {len(dup.drop_duplicates(PREDICTION_KEY))} key(s), e.g. {_key_text(dup.iloc[0], PREDICTION_KEY)}"))
+    known = set(runs.run)
+    tables = [(f'results/{f}', g) for f, g in results.groupby('file', sort=True)] + [(f'predictions/{f}', g) for f, g in (side['predictions'] or {}).items()]
+    for f, rows in tables:
+        unknown = {r for r in rows.run.unique() if any(p not in known for p in run_parts(r))}
+        if unknown:
+            problems.append(('unknown run ids', f"{name} {f}: {int(rows.run.isin(unknown).sum())} rows name run(s) not in its runs.csv: {', '.join(sorted(unknown)[:5])}"))
+    return problems
+
+# %% ../nbs/02c_experiment.ipynb #check08
+RUN_FREE = ('commit', 'wall_s')   # may differ between two computations of the same run
+
+def _short(v, n:int=60) -> str: s = str(v); return repr(s if len(s) <= n else s[:n] + '…')
+
+def _run_text(rec) -> str: return f"{rec['experiment']} {rec['representation']} seed {rec['seed']}"
+
+def run_changes(pairs:pd.DataFrame, # run_ref, run_new, file: the runs of every row (result or prediction) present on both sides
+                ref_runs:set, # run ids in the reference's runs.csv
+                new_runs:set, # run ids in the rerun's runs.csv
+                allow_new_runs:bool=False, # accept a changed id when both ids are recorded (code changed, values did not)
+               ) -> tuple: # ({reference run: rerun run} accepted, [(category, problem)])
+    "The run ids that differ between the two sides: each a failure, or with `allow_new_runs` a pairing when both ids are recorded."
+    links, problems = [], []
+    if len(pairs):
+        g = pairs.groupby(['run_ref', 'run_new'], sort=True).agg(n=('file', 'size'), file=('file', 'first')).reset_index()
+        for a, b, n, f in g.itertuples(index=False):
+            pa, pb = run_parts(a), run_parts(b)
+            if len(pa) != len(pb): problems.append(('run ids', f"{a} -> {b} ({n} rows, e.g. in {f}): not as many runs on both sides")); continue
+            links += [(x, y, n, f) for x, y in zip(pa, pb)]
+    links = pd.DataFrame(links, columns=['ref', 'new', 'n', 'file']).groupby(['ref', 'new'], sort=True).agg(n=('n', 'sum'), file=('file', 'first')).reset_index()
+    accepted = {}
+    for x, y, n, f in links[links.ref != links.new].itertuples(index=False):
+        if not allow_new_runs:
+            problems.append(('run ids', f"{x} -> {y} in {n} rows (e.g. in {f}): the run id changed (if code changed and values did not, pass --allow-new-runs)"))
+        elif x not in ref_runs or y not in new_runs:
+            problems.append(('run ids', f"{x} -> {y} in {n} rows (e.g. in {f}): {x if x not in ref_runs else y} is not in the {'reference' if x not in ref_runs else 'rerun'}'s runs.csv"))
+        else: accepted[x] = y
+    for col, other, side in (('ref', 'new', 'reference'), ('new', 'ref', 'rerun')):
+        for r, grp in links.groupby(col, sort=True):
+            if grp[other].nunique() > 1: problems.append(('run ids', f"{side} run {r} pairs with several runs of the other side: {', '.join(sorted(grp[other]))}"))
+    return accepted, problems
+
+def compare_runs(reference:pd.DataFrame, # the reference's runs.csv
+                 rerun:pd.DataFrame, # the rerun's runs.csv
+                 accepted:dict|None=None, # {reference run: rerun run} from `run_changes` (--allow-new-runs)
+                ) -> tuple: # (summary line, [(category, problem)])
+    "Every run on both sides (a changed id through `accepted`) recorded alike, commit and wall_s aside; a run on one side only fails."
+    accepted = accepted or {}
+    ref, new = reference.drop_duplicates('run').set_index('run'), rerun.drop_duplicates('run').set_index('run')
+    cols = [c for c in RUN_COLUMNS if c not in ('run', *RUN_FREE)]
+    problems, same, renamed, seen = [], 0, 0, set()
+    for r, rec in ref.iterrows():
+        other = r if r in new.index else accepted.get(r)
+        if other is None or other not in new.index:
+            problems.append(('runs.csv', f"run {r} ({_run_text(rec)}) is only in the reference")); continue
+        seen.add(other)
+        diff = [c for c in cols if not (other != r and c == 'code') and str(rec[c]) != str(new.at[other, c])]
+        if diff: problems.append(('runs.csv', f"run {r}{'' if other == r else ' -> ' + other} ({_run_text(rec)}): {', '.join(diff)} differ, "
+                                               f"e.g. {diff[0]} {_short(rec[diff[0]])} -> {_short(new.at[other, diff[0]])}"))
+        else: same += 1; renamed += other != r
+    problems += [('runs.csv', f"run {r} ({_run_text(new.loc[r])}) is only in the rerun") for r in new.index if r not in seen]
+    extra = len(new.index.difference(list(seen)))
+    return (f"runs.csv: {same}/{len(ref)} runs recorded identically (commit and wall_s aside"
+            f"{f'; {renamed} of them under a new id' if renamed else ''}){f'; {extra} only in the rerun' if extra else ''}"), problems
+
+# %% ../nbs/02c_experiment.ipynb #check11
+def compare_predictions(reference:dict, # {file: rows} of the reference's predictions/ (from `load_checked`)
+                        rerun:dict, # the same for the rerun
+                        exact_runs:set, # the reference's exact runs
+                       ) -> tuple: # (summary line, [(category, problem)], run pairs: run_ref, run_new, file)
+    "Per-clip predictions: the same files, keys and targets on both sides, every label of an exact run identical; the other runs' changed labels counted."
+    problems, pairs, n_exact, same_exact, n_other, changed = [], [], 0, 0, 0, 0
+    for f in sorted(set(reference) | set(rerun)):
+        if f not in reference or f not in rerun:
+            problems.append(('predictions', f"predictions/{f} is only in the {'reference' if f in reference else 'rerun'}")); continue
+        a, b = reference[f].drop_duplicates(PREDICTION_KEY), rerun[f].drop_duplicates(PREDICTION_KEY)
+        m = a.merge(b, on=PREDICTION_KEY, how='outer', suffixes=('_ref', '_new'), indicator=True)
+        for side, where in (('reference', 'left_only'), ('rerun', 'right_only')):
+            if len(k := m[m._merge == where]):
+                problems.append(('predictions', f"predictions/{f}: {len(k)} key(s) only in the {side}, e.g. {_key_text(k.iloc[0], PREDICTION_KEY)}"))
+        both = m[m._merge == 'both']
+        pairs.append(both[['run_ref', 'run_new']].assign(file=f'predictions/{f}'))
+        if len(t := both[both.target_ref != both.target_new]):
+            problems.append(('predictions', f"predictions/{f}: {len(t)} target(s) changed, e.g. {_key_text(t.iloc[0], PREDICTION_KEY)}: {t.target_ref.iat[0]} -> {t.target_new.iat[0]}"))
+        exact, moved = both.run_ref.isin(exact_runs), both.predicted_ref != both.predicted_new
+        n_exact += int(exact.sum()); same_exact += int((exact & ~moved).sum()); n_other += int((~exact).sum()); changed += int((~exact & moved).sum())
+        if len(bad := both[exact & moved]):
+            problems.append(('predictions', f"predictions/{f}: {len(bad)} label(s) of exact runs changed, e.g. {_key_text(bad.iloc[0], PREDICTION_KEY)}: "
+                                            f"{bad.predicted_ref.iat[0]} -> {bad.predicted_new.iat[0]}"))
+    summary = f"predictions: exact runs {same_exact}/{n_exact} labels identical; other runs {changed}/{n_other} labels changed (counted, not failed)"
+    return summary, problems, (pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(columns=['run_ref', 'run_new', 'file']))
 
 # %% ../nbs/02c_experiment.ipynb #192e7ccf
-def check_results(reference_dir:str|Path, # folder with the committed results/*.csv
-                  rerun_dir:str|Path, # folder with the rerun's results/*.csv
-                 ) -> pd.DataFrame:
-    "Compare every results file of the two folders (runs.csv and mcnemar.csv aside); print a summary."
-    reference_dir, rerun_dir = Path(reference_dir), Path(rerun_dir)
-    runs = pd.read_csv(reference_dir/'runs.csv', keep_default_na=False)
-    out = []
-    for f in sorted(reference_dir.glob('*.csv')):
-        if f.name in ('runs.csv', 'mcnemar.csv'): continue
-        new = rerun_dir/f.name
-        if not new.exists(): raise FileNotFoundError(f"The rerun wrote no {f.name}; run `make report` first.")
-        out.append(compare_results(pd.read_csv(f), pd.read_csv(new), runs))
-    res = pd.concat(out, ignore_index=True)
-    exact = res.tolerance == 0
+def check_results(reference_dir:str|Path, # the committed reports folder (or its results folder)
+                  rerun_dir:str|Path, # the rerun's reports folder (or its results folder)
+                  allow_new_runs:bool=False, # accept changed run ids recorded on both sides (listed)
+                  max_listed:int=30, # failures printed per category
+                 ) -> tuple: # (compared result rows, problems: category, problem)
+    "Compare everything two folders hold (results, runs.csv, predictions); print one summary per category and the failures."
+    ref, new = load_checked(reference_dir), load_checked(rerun_dir)
+    problems = integrity_problems(ref, 'reference') + integrity_problems(new, 'rerun')
+    rf, nf = set(ref['results'].file), set(new['results'].file)
+    problems += [('files', f"results/{f} is only in the {'reference' if f in rf else 'rerun'}") for f in sorted(rf ^ nf)]
+    res = compare_results(ref['results'].drop_duplicates(RESULT_KEY), new['results'].drop_duplicates(RESULT_KEY), ref['runs'])
+    both = res[res.run_ref.notna() & res.run_new.notna()]
+    pairs = [both[['run_ref', 'run_new']].assign(file=both.experiment + ' results')]
+    if ref['predictions'] is not None and new['predictions'] is not None:
+        exact_runs = set(ref['runs'].run[ref['runs'].exact.str.lower() == 'true'])
+        pred_summary, pred_problems, pred_pairs = compare_predictions(ref['predictions'], new['predictions'], exact_runs)
+        problems += pred_problems; pairs.append(pred_pairs)
+    else:
+        pred_summary = 'predictions: not compared (no predictions/ folder in ' + ' and '.join(n for n, s in (('the reference', ref), ('the rerun', new)) if s['predictions'] is None) + ')'
+    accepted, run_problems = run_changes(pd.concat(pairs, ignore_index=True), set(ref['runs'].run), set(new['runs'].run), allow_new_runs)
+    runs_summary, runs_problems = compare_runs(ref['runs'], new['runs'], accepted)
+    problems = pd.DataFrame(problems + run_problems + runs_problems, columns=['category', 'problem'])
+    exact, bad = res.exact, res[~res.ok]
+    print(f"results files: {len(rf & nf)} on both sides" + (f", {len(rf ^ nf)} on one side only" if rf ^ nf else ''))
     print(f"exact rows: {int(res.ok[exact].sum())}/{int(exact.sum())} identical; "
           f"within tolerance: {int(res.ok[~exact].sum())}/{int((~exact).sum())} (3 sd across seeds, at least 0.002)")
-    return res
+    n_changed = int((both.run_ref != both.run_new).sum())
+    print('run ids: ' + ('the same on every row' if not n_changed and not accepted else
+                          f"{n_changed} rows name another run; {len(accepted)} changed id(s) accepted (--allow-new-runs)"))
+    info = ref['runs'].drop_duplicates('run').set_index('run')
+    for a, b in sorted(accepted.items()): print(f"  {a} -> {b} ({_run_text(info.loc[a])})")
+    print(runs_summary); print(pred_summary)
+    print('duplicated keys: ' + ('none' if not (problems.category == 'duplicated keys').any() else 'FOUND') +
+          '; rows whose run is not in their runs.csv: ' + ('none' if not (problems.category == 'unknown run ids').any() else 'FOUND'))
+    if len(bad):
+        print(f"\nFAIL {len(bad)} result row(s) disagree or are on one side only (first {min(len(bad), max_listed)}):")
+        print(bad.head(max_listed).to_string(index=False))
+    for cat, g in problems.groupby('category', sort=False):
+        print(f"\nFAIL {cat}: {len(g)}")
+        for p in g.problem.head(max_listed): print('  ' + p)
+        if len(g) > max_listed: print(f"  … and {len(g) - max_listed} more")
+    print('\ncheck: ' + ('FAILED' if len(bad) or len(problems) else 'everything agrees'))
+    return res, problems
 
 def main(argv:list|None=None) -> int:
-    "`python -m audio_latent.experiment check REFERENCE_DIR RERUN_DIR`: exit 1 when a row disagrees."
+    "`python -m audio_latent.experiment check REFERENCE RERUN [--allow-new-runs]`: exit 1 when anything fails, 2 on a usage error."
     import argparse
     p = argparse.ArgumentParser(prog='python -m audio_latent.experiment')
     sub = p.add_subparsers(dest='cmd', required=True)
-    c = sub.add_parser('check', help='compare rerun results with committed ones')
-    c.add_argument('reference'); c.add_argument('rerun')
+    c = sub.add_parser('check', help='compare rerun results with committed ones (each a reports folder or a results folder)')
+    c.add_argument('reference', help='the committed reports folder (holding results/, optionally predictions/) or results folder')
+    c.add_argument('rerun', help="the rerun's reports folder or results folder")
+    c.add_argument('--allow-new-runs', action='store_true', help='accept a changed run id when both ids are in their runs.csv (listed)')
     a = p.parse_args(argv)
-    res = check_results(a.reference, a.rerun)
-    bad = res[~res.ok]
-    if len(bad): print(bad.head(30).to_string(index=False))
-    return 1 if len(bad) else 0
+    try: res, problems = check_results(a.reference, a.rerun, a.allow_new_runs)
+    except CheckError as e:
+        print(f"check: {e}", file=sys.stderr); return 2
+    return 1 if (~res.ok).any() or len(problems) else 0
 
 # only when run as `python -m` (a notebook kernel also calls itself __main__, but has no __file__)
 if __name__ == '__main__' and '__file__' in globals(): raise SystemExit(main())
