@@ -37,7 +37,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data = True,
-    package_data = {cfg['lib_path']: ['thesis_numbers.csv']},
+    package_data = {cfg['lib_path']: ['thesis_numbers.csv', 'esc50_flac16k_sha256.csv']},
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'bench': bench_requirements },
     dependency_links = cfg.get('dep_links','').split(),

@@ -37,11 +37,12 @@ def run_baseline(config:BaselineConfig, # settings
                  audio:np.ndarray, # their waveforms (n, samples) at 16 kHz
                  reports=None, # reports folder (default: the project's)
                  data:str='ESC-50', # what the clips are, for runs.csv
+                 fingerprint:str|None=None, # content fingerprint of the clips (`Dataset.fingerprint`): run ids key on it
                 ) -> pd.DataFrame:
     "MFCC and chance baselines: search metrics, per-clip predictions and run records, written to `reports`."
     n = len(catalogue); folds = catalogue.fold.to_numpy(); dist = tuple(config.distances)
     settings = dict(representation='mfcc', n_mfcc=config.n_mfcc, stats='mean+std', scaler='standard, fitted without the query fold',
-                    clips=list(catalogue.stem))
+                    clips=list(catalogue.stem), **({'data': fingerprint} if fingerprint else {}))
     code = code_hash(mfcc_mean_std, fold_standardised, standardise_on)
     arrays, meta = cached_run(settings, lambda: {'F': mfcc_mean_std(audio, n_mfcc=config.n_mfcc)}, code)
     spaces = fold_standardised(arrays['F'], folds)
@@ -54,8 +55,8 @@ def run_baseline(config:BaselineConfig, # settings
     results = pd.concat(rows, ignore_index=True)
     write_results(results, 'baseline', reports)
     write_predictions(mfcc_preds, 'baseline', reports)
-    what = f"{data}, {n} clips"
-    record_runs([dict(run=meta['run'], representation='mfcc', seed=0, exact=True, settings={k: v for k, v in settings.items() if k != 'clips'},
+    what = f"{data}, {n} clips" + (f", fingerprint {fingerprint}" if fingerprint else '')
+    record_runs([dict(run=meta['run'], representation='mfcc', seed=0, exact=True, settings={k: v for k, v in settings.items() if k not in ('clips', 'data')},
                       selection="fixed in advance (Piczak's MFCC setting)", data=what, code=code, commit=meta['commit'], wall_s=meta['wall_s']),
                  dict(run=r_id, representation='random', seed=config.seed, exact=True, settings={k: v for k, v in r_settings.items() if k != 'clips'},
                       selection='none (chance)', data=what, code=r_code, commit=meta['commit'], wall_s=0.0)], 'baseline', reports)

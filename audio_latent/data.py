@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #2e6f9383
 from __future__ import annotations
-import hashlib, os, shutil, warnings, zipfile
+import errno, hashlib, json, os, shutil, warnings, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +14,11 @@ import soxr
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['ESC50_URL', 'ESC50_META_SHA256', 'ESC50_ENV', 'SUPERCLASS_NAMES', 'SUBCLASS_NAMES', 'AUDIO_EXTENSIONS',
+__all__ = ['DISK_FULL', 'ESC50_URL', 'ESC50_META_SHA256', 'ESC50_ENV', 'SUPERCLASS_NAMES', 'SUBCLASS_NAMES', 'AUDIO_EXTENSIONS',
            'PATCH_SAMPLES', 'HOP_SAMPLES', 'project_root', 'reports_dir', 'cache_dir', 'atomic_write', 'short_hash',
-           'sha256_file', 'download_file', 'download_esc50', 'find_esc50', 'thesis_subclass_code', 'esc50_catalogue',
-           'subset_catalogue', 'AudioError', 'load_audio', 'n_patches', 'pad_to_patches', 'decode_clips',
-           'load_esc50_audio']
+           'sha256_file', 'save_verified', 'load_verified', 'download_file', 'download_esc50', 'settings_data_path',
+           'find_esc50', 'thesis_subclass_code', 'esc50_catalogue', 'subset_catalogue', 'AudioError', 'load_audio',
+           'n_patches', 'pad_to_patches', 'decode_clips', 'decode_cached', 'load_esc50_audio']
 
 # %% ../nbs/00_data.ipynb #423d8227
 def project_root(start:str|Path|None=None, # where to start looking (default: the working directory)
@@ -44,16 +44,23 @@ def cache_dir() -> Path:
     return path
 
 # %% ../nbs/00_data.ipynb #70fde00b
+DISK_FULL = (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC))
+
 def atomic_write(path:str|Path, # the file to (re)write
                  write, # write(tmp_path): writes the whole content to the temporary path it is given
                 ) -> Path:
     """Write through a temporary file in the same folder and rename it over `path`: readers, and a crash or kill at any
-    moment, see the old file or the new one, never half of one. The one way this package writes a file it may rewrite."""
+    moment, see the old file or the new one, never half of one. The one way this package writes a file it may rewrite.
+    A full disk raises an `OSError` that says so and names the folder."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     # per process (two writers never share one); ending in the file's own name, so suffix checks (Keras's
     # `.weights.h5`, numpy's `.npy`) see what they expect
     tmp = path.with_name(f'.tmp{os.getpid()}.{path.name}')
     try: write(tmp); os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in DISK_FULL: raise
+        raise OSError(e.errno, f"disk full: could not write {path.name} in {path.parent} (nothing was replaced). Free space "
+                               f"there, or point AUDIO_LATENT_CACHE at a disk with room") from None
     finally: tmp.unlink(missing_ok=True)
     return path
 
@@ -80,6 +87,33 @@ def sha256_file(path:str|Path, chunk_bytes:int=1<<20) -> str:
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk_bytes), b''): h.update(block)
     return h.hexdigest()
+
+# %% ../nbs/00_data.ipynb #4e92d2fa
+def save_verified(path:str|Path, # the `.npy` file to write
+                  array:np.ndarray, # what to cache
+                 ) -> Path:
+    "Write `array` atomically with the SHA-256 of the file beside it (`<path>.sha256`)."
+    path = Path(path)
+    atomic_write(path, lambda p: np.save(open(p, 'wb'), np.ascontiguousarray(array)))
+    digest = sha256_file(path)
+    atomic_write(path.with_name(path.name + '.sha256'), lambda p: p.write_text(digest + '\n'))
+    return path
+
+def load_verified(path:str|Path, # a file written by `save_verified`
+                  mmap:bool=False, # memory-map instead of reading (the checksum is still verified first)
+                 ) -> np.ndarray|None:
+    "The cached array, or None when it is absent; a file that fails its checksum or cannot be read is named, removed and None returned."
+    path = Path(path); sidecar = path.with_name(path.name + '.sha256')
+    if not path.exists() and not sidecar.exists(): return None
+    why = None
+    if not path.exists() or not sidecar.exists(): why = 'its checksum file is missing' if path.exists() else 'the array file is missing'
+    elif sha256_file(path) != sidecar.read_text().strip(): why = 'its content does not match its recorded SHA-256'
+    else:
+        try: return np.load(path, mmap_mode='r' if mmap else None, allow_pickle=False)
+        except Exception as e: why = f'it cannot be read ({e})'
+    warnings.warn(f"Cache entry {path} is not trusted ({why}): removed, and recomputed.")
+    path.unlink(missing_ok=True); sidecar.unlink(missing_ok=True)
+    return None
 
 # %% ../nbs/00_data.ipynb #d63ef211
 def download_file(url:str, # what to fetch (http, https or file URL)
@@ -126,12 +160,23 @@ def download_esc50(dest:str|Path|None=None, # folder to unpack into (default: th
     return root
 
 # %% ../nbs/00_data.ipynb #2b1772b4
+def settings_data_path(root:str|Path|None=None, # the project (default: `project_root()`)
+                      ) -> Path|None:
+    "The `data_path` of the project's settings.ini (relative to the project), or None when it has none."
+    import configparser
+    try: root = Path(root) if root is not None else project_root()
+    except FileNotFoundError: return None
+    cfg = configparser.ConfigParser(); cfg.read(root/'settings.ini')
+    value = cfg['DEFAULT'].get('data_path', '').strip()
+    return (root/value).resolve() if value else None
+
 def find_esc50(path:str|Path|None=None, # an explicit location (wins over everything else)
                download:bool=False, # download the official archive into the cache dir if found nowhere
               ) -> Path:
-    "The ESC-50 folder: `path`, then `$AUDIO_LATENT_DATA`, then the cache dir; optionally download it."
+    "The ESC-50 folder: `path`, then `$AUDIO_LATENT_DATA`, then settings.ini's `data_path`, then the cache dir; optionally download it."
     looked = []
-    for source, cand in (('argument', path), (f'${ESC50_ENV}', os.environ.get(ESC50_ENV)), ('cache dir', cache_dir())):
+    for source, cand in (('argument', path), (f'${ESC50_ENV}', os.environ.get(ESC50_ENV)),
+                         ('settings.ini data_path', settings_data_path()), ('cache dir', cache_dir())):
         if cand is None or cand == '': continue
         looked.append(f'{source}: {cand}')
         if (found := _esc50_in(Path(cand).expanduser())) is not None: return found
@@ -139,7 +184,7 @@ def find_esc50(path:str|Path|None=None, # an explicit location (wins over everyt
     raise FileNotFoundError(
         "ESC-50 not found. Looked in:\n  " + '\n  '.join(looked or ['(nowhere: no argument, variable or cache)']) +
         f"\nEach place may be the ESC-50 folder (with meta/esc50.csv and audio/) or a folder containing ESC-50/.\n"
-        f"Fix: set {ESC50_ENV}=/path/to/data, pass the path, or download it with "
+        f"Fix: set {ESC50_ENV}=/path/to/data, set data_path in settings.ini, pass the path, or download it with "
         "`python -c 'from audio_latent.data import download_esc50; download_esc50()'` (about 600 MB).")
 
 # %% ../nbs/00_data.ipynb #17a9d674
@@ -265,7 +310,24 @@ def decode_clips(paths:list, # audio files
         out[len(kept)] = y; kept.append(i)
     return out[:len(kept)], kept
 
-def load_esc50_audio(catalogue:pd.DataFrame|None=None, # clips to load (default: all of ESC-50)
+def decode_cached(paths:list, # audio files, in order
+                  sha256s:list, # the SHA-256 of each file's content (the cache key: names are not content)
+                  sr:int=16000, # sample rate in Hz
+                  n_samples:int=80000, # every clip is cut or zero-padded to this length
+                  name:str='audio', # prefix of the cache file
+                  cache:bool=True, # read/write the decoded array under `cache_dir()/audio`
+                 ) -> tuple[np.ndarray, list[int]]:
+    "`decode_clips` through a cache keyed by the files' content, verified when read (`load_verified`)."
+    if len(paths) != len(sha256s): raise ValueError(f"{len(paths)} paths but {len(sha256s)} content hashes")
+    key = short_hash('\n'.join(sha256s) + f'|{sr}|{n_samples}', 16)
+    file = cache_dir()/'audio'/f'{name}_{sr}hz_{key}.npy'; index = file.with_name(file.stem + '.kept.npy')
+    if cache and (audio := load_verified(file)) is not None and (kept := load_verified(index)) is not None:
+        return audio, kept.tolist()
+    audio, kept = decode_clips(paths, sr, n_samples)
+    if cache: save_verified(file, audio); save_verified(index, np.array(kept, dtype=np.int64))
+    return audio, kept
+
+def load_esc50_audio(catalogue:pd.DataFrame|None=None, # clips to load (default: all of ESC-50); a `sha256` column saves hashing
                      sr:int=16000, # sample rate in Hz
                      cache:bool=True, # read/write the decoded array in the cache dir
                      n_samples:int|None=None, # samples per clip (default: 5 s)
@@ -273,16 +335,9 @@ def load_esc50_audio(catalogue:pd.DataFrame|None=None, # clips to load (default:
     "All clips of `catalogue` as one float32 array `(n, n_samples)`, and the catalogue of the clips kept."
     catalogue = esc50_catalogue() if catalogue is None else catalogue
     n_samples = n_samples or 5*sr
-    key = short_hash('\n'.join(catalogue.path.map(lambda p: Path(p).name)) + f'|{sr}|{n_samples}', 16)
-    file = cache_dir()/f'esc50_audio_{sr}hz_{key}.npy'
-    index = file.with_suffix('.kept.npy')
-    if cache and file.exists() and index.exists():
-        kept = np.load(index)
-        return np.load(file), catalogue.iloc[kept].reset_index(drop=True)
-    audio, kept = decode_clips(catalogue.path.tolist(), sr, n_samples)
+    hashes = catalogue.sha256.tolist() if 'sha256' in catalogue else [sha256_file(p) for p in catalogue.path]
+    audio, kept = decode_cached(catalogue.path.tolist(), hashes, sr, n_samples, 'esc50', cache)
     dropped = sorted(set(range(len(catalogue))) - set(kept))
     if dropped:
         warnings.warn(f"Skipped {len(dropped)} unreadable clip(s): " + ', '.join(catalogue.path.iloc[dropped].map(lambda p: Path(p).name)))
-    if cache:
-        atomic_write(file, lambda p: np.save(open(p, 'wb'), audio)); atomic_write(index, lambda p: np.save(open(p, 'wb'), np.array(kept)))
     return audio, catalogue.iloc[kept].reset_index(drop=True)

@@ -4,21 +4,34 @@
 
 # %% ../nbs/06_report.ipynb #ddfa6ecb
 from __future__ import annotations
-import json, os, platform, sys, time
+import hashlib, json, os, platform, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
 
-from .data import project_root, reports_dir
+from .data import project_root, reports_dir, sha256_file, short_hash
 
 # %% auto #0
-__all__ = ['FACT_COLUMNS', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS', 'load_run_plan', 'NotebookFailed', 'package_modules_used',
-           'notebook_key', 'run_notebooks', 'load_results', 'seed_summary', 'plot_summary', 'run_environment',
-           'load_thesis_numbers', 'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions',
-           'mcnemar_rows', 'report_settings', 'mcnemar_results', 'run_role', 'build_report', 'main']
+__all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS',
+           'ReportError', 'PlanError', 'MissingInput', 'load_run_plan', 'plan_tracks', 'exploration_root',
+           'report_folder', 'output_folder', 'resolve_only', 'run_environment', 'record_environment',
+           'recorded_environment', 'environment_from_report', 'snapshot_reports', 'restore_reports', 'NotebookFailed',
+           'package_modules_used', 'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs', 'check_outputs',
+           'seal', 'load_results', 'seed_summary', 'plot_summary', 'load_thesis_numbers', 'mean_over_seeds',
+           'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'report_settings',
+           'mcnemar_results', 'run_role', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
+class ReportError(Exception):
+    "A run, build or seal that cannot go on for a reason the user can fix: `main` prints the message alone and exits with status 2."
+
+class PlanError(ReportError, ValueError):
+    "The plan was asked for something it lacks: a profile or a notebook."
+
+class MissingInput(ReportError, FileNotFoundError):
+    "Something to read is not there: the data, the results, the run facts."
+
 def load_run_plan(params_file:str|Path|None=None, # settings file (default: reports/params.yaml)
                   profile:str='cpu', # a profile every track defines
                  ) -> list[tuple[str, dict]]:
@@ -27,12 +40,127 @@ def load_run_plan(params_file:str|Path|None=None, # settings file (default: repo
     plan = yaml.safe_load(params_file.read_text())
     notebooks = plan.get('notebooks') or {}
     missing = [t for t in notebooks if profile not in (plan.get(t) or {})]
-    if missing: raise ValueError(f"Profile {profile!r} is not defined for {', '.join(missing)} in {params_file}.")
+    if missing: raise PlanError(f"Profile {profile!r} is not defined for {', '.join(missing)} in {params_file}.")
     return [(nb, {'profile': profile}) for nb in notebooks.values()]
 
+def plan_tracks(params_file:str|Path|None=None, # settings file (default: reports/params.yaml)
+               ) -> dict:
+    "{notebook file: track} of the plan, in its order."
+    params_file = Path(params_file or project_root()/'reports'/'params.yaml')
+    return {nb: track for track, nb in (yaml.safe_load(params_file.read_text()).get('notebooks') or {}).items()}
+
+# %% ../nbs/06_report.ipynb #c42c3763
+RECORD_PROFILE = 'cpu'  # the profile of the committed record: `make report`
+RECORD_ENV = 'AUDIO_LATENT_RECORD'  # set to 1 by `run_notebooks` for the kernels that make the record
+
+def exploration_root() -> Path:
+    "The git-ignored folder of exploration runs: `<project>/runs/`."
+    return project_root()/'runs'
+
+def report_folder(profile:str=RECORD_PROFILE, # the profile run (or built)
+                  reports:str|Path|None=None, # an explicit reports folder (wins)
+                 ) -> Path:
+    "Where `report run` and `build` work: `reports` if given, reports/ at the record's profile, else `runs/report-<profile>/`."
+    if reports is not None: return Path(reports)
+    return project_root()/'reports' if profile == RECORD_PROFILE else exploration_root()/f'report-{profile}'
+
+def output_folder(notebook:str, # the notebook (file name or stem): names the exploration folder
+                  profile:str, # its `profile` parameter
+                  overrides:dict, # its papermill overrides of the profile's settings (None: the profile's value)
+                  reports:str|Path|None=None, # its `reports` parameter: an explicit folder wins
+                 ) -> Path:
+    "Where an experiment notebook writes: reports/ only for the runner's record run, else a git-ignored folder under runs/."
+    if reports is not None: return reports_dir(reports)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if os.environ.get(RECORD_ENV) == '1' and profile == RECORD_PROFILE and not given: return reports_dir()
+    tag = short_hash(json.dumps(given, sort_keys=True, separators=(',', ':'), default=str))
+    path = reports_dir(exploration_root()/f'{Path(notebook).stem}-{profile}-{tag}')
+    print(f"[{Path(notebook).stem}] results go to {path} (an exploration run: the committed reports/ is untouched)", flush=True)
+    return path
+
+# %% ../nbs/06_report.ipynb #d8133f97
+def resolve_only(only:list|None, # `--only` names: a notebook's file name, its stem or its track
+                 tracks:dict, # {notebook file: track} (`plan_tracks`)
+                ) -> list|None:
+    "The notebook files `only` names, in plan order (None: every one); a name that matches none is an error listing the known ones."
+    if only is None: return None
+    known = ', '.join(f'{nb} ({Path(nb).stem}, {t})' for nb, t in tracks.items())
+    if not only: raise PlanError(f"--only names no notebook; known notebooks (file, stem, track): {known}.")
+    picked = set()
+    for name in only:
+        hits = {nb for nb, t in tracks.items() if name in (nb, Path(nb).stem, t)}
+        if not hits: raise PlanError(f"--only {name!r} matches no notebook of the plan; known notebooks (file, stem, track): {known}.")
+        picked |= hits
+    return [nb for nb in tracks if nb in picked]
+
+# %% ../nbs/06_report.ipynb #4013d2c0
+def run_environment() -> pd.DataFrame:
+    "Machine and package versions, for the run facts."
+    from importlib.metadata import version, PackageNotFoundError
+    rows = [('python', platform.python_version()), ('machine', f"{platform.machine()}, {os.cpu_count()} cores"),
+            ('system', platform.platform())]
+    for pkg in ['audio_latent', 'numpy', 'scipy', 'pandas', 'scikit-learn', 'statsmodels', 'librosa', 'tensorflow-cpu',
+                'keras', 'faiss-cpu', 'papermill', 'nbdev']:
+        try: rows.append((pkg, version(pkg)))
+        except PackageNotFoundError: pass
+    return pd.DataFrame(rows, columns=['what', 'version'])
+
+def record_environment(runs:str|Path, # a run-facts folder (reports/runs)
+                       env:pd.DataFrame|None=None, # the table to record (default: this machine's `run_environment()`)
+                      ) -> Path:
+    "Write the machine that ran the notebooks beside their run facts: `environment.csv`."
+    path = Path(runs)/'environment.csv'
+    (run_environment() if env is None else env).to_csv(path, index=False, lineterminator='\n')
+    return path
+
+def recorded_environment(reports:str|Path|None=None, # reports folder (default: the project's)
+                        ) -> tuple[pd.DataFrame, bool]:
+    "The environment the run recorded and True; this machine's and False when the run recorded none."
+    path = Path(reports if reports is not None else project_root()/'reports')/'runs'/'environment.csv'
+    if path.exists(): return pd.read_csv(path, dtype=str, keep_default_na=False), True
+    return run_environment(), False
+
+def environment_from_report(report:str|Path, # a report.md whose run facts end with the `| what | version |` table
+                           ) -> pd.DataFrame|None:
+    "The environment table a built report printed (None if it has none): how `seal` keeps an older record's machine."
+    lines = Path(report).read_text().splitlines() if Path(report).exists() else []
+    if '| what | version |' not in lines: return None
+    start = len(lines) - lines[::-1].index('| what | version |') + 1   # the last such table, past its --- line
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith('|'): break
+        rows.append([c.strip() for c in line.strip().strip('|').split('|')])
+    return pd.DataFrame(rows, columns=['what', 'version'])
+
+# %% ../nbs/06_report.ipynb #8c540a0f
+def snapshot_reports(out:Path, # the reports folder a notebook is about to write
+                     keep:Path, # an empty folder for the copies
+                    ) -> dict:
+    "Copy every file of the reports folder (its runs/ aside) to `keep`; return {relative path: sha256}."
+    snap = {}
+    for f in sorted(out.rglob('*')):
+        rel = f.relative_to(out)
+        if not f.is_file() or rel.parts[0] == 'runs': continue
+        (keep/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, keep/rel)
+        snap[rel.as_posix()] = sha256_file(f)
+    return snap
+
+def restore_reports(out:Path, # the reports folder
+                    keep:Path, # the copies `snapshot_reports` made
+                    snap:dict, # what it returned
+                   ) -> list[str]:
+    "Put the reports folder back as it was at the snapshot (changed files copied back, new ones removed); return what moved."
+    now = {f.relative_to(out).as_posix() for f in out.rglob('*') if f.is_file() and f.relative_to(out).parts[0] != 'runs'}
+    moved = []
+    for rel in sorted(now | set(snap)):
+        if rel not in snap: (out/rel).unlink(); moved.append(rel)
+        elif rel not in now or sha256_file(out/rel) != snap[rel]:
+            (out/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(keep/rel, out/rel); moved.append(rel)
+    return moved
+
 # %% ../nbs/06_report.ipynb #be9a675b
-class NotebookFailed(RuntimeError):
-    "An experiment notebook failed; the message names it and the cell that failed."
+class NotebookFailed(ReportError, RuntimeError):
+    "An experiment notebook failed; the message names it, the cell that failed and where its failed copy is."
 
 def _failed_cell(executed:Path) -> str:
     import nbformat
@@ -60,18 +188,21 @@ def package_modules_used(notebook:str|Path, # a notebook of nbs/
         todo |= set(re.findall(r'from\s+\.(\w+)\s+import', src)) | set(re.findall(r'audio_latent\.(\w+)', src))
     return sorted(lib/f'{m}.py' for m in seen)
 
+def _key_modules(notebook:str|Path) -> list[Path]:
+    "The package modules a notebook's results depend on: those it uses, less this runner (`output_folder` decides where results go, not what they are)."
+    return [m for m in package_modules_used(notebook) if m.name != 'report.py']
+
 def notebook_key(notebook:str|Path, # the notebook file
                  params:dict, # its papermill parameters
                  params_file:str|Path|None=None, # the settings file
                  data_dir:str|Path|None=None, # ESC-50 (default: `data.find_esc50()`)
                 ) -> str:
     "Hash of everything a notebook's results depend on: itself, the package modules it uses, its track's settings, the parameters, the data's file list."
-    import hashlib
     from audio_latent.data import find_esc50
     root = project_root(); h = hashlib.sha256()
     plan = yaml.safe_load(Path(params_file or root/'reports'/'params.yaml').read_text())
     track = next((t for t, n in (plan.get('notebooks') or {}).items() if n == Path(notebook).name), None)
-    for f in [Path(notebook), *package_modules_used(notebook)]: h.update(f.name.encode()); h.update(f.read_bytes())
+    for f in [Path(notebook), *_key_modules(notebook)]: h.update(f.name.encode()); h.update(f.read_bytes())
     h.update(json.dumps(plan.get(track), sort_keys=True).encode())  # its own block: another track's settings do not matter
     h.update(json.dumps(params, sort_keys=True).encode())
     esc = Path(data_dir) if data_dir else find_esc50()
@@ -79,49 +210,166 @@ def notebook_key(notebook:str|Path, # the notebook file
     for f in sorted((esc/'audio').iterdir()): h.update(f'{f.name}:{f.stat().st_size}'.encode())
     return h.hexdigest()[:16]
 
-FACT_COLUMNS = ['notebook', 'status', 'wall_s', 'parameters', 'key']
+FACT_COLUMNS = ['notebook', 'status', 'wall_s', 'parameters', 'key', 'outputs']
 
-def run_notebooks(profile:str='cpu', # profile in the plan
+def _log_failure(folder:Path, row:dict):
+    "Append a failed run to `folder/failures.csv` (the exploration area: never the record)."
+    f = folder/'failures.csv'
+    pd.DataFrame([row]).to_csv(f, mode='a', header=not f.exists(), index=False, lineterminator='\n')
+
+def run_notebooks(profile:str=RECORD_PROFILE, # profile in the plan
                   params_file:str|Path|None=None, # plan (default: reports/params.yaml)
-                  reports:str|Path|None=None, # reports folder (default: the project's)
-                  only:list|None=None, # run just these notebooks
+                  reports:str|Path|None=None, # reports folder (default: reports/ at the record's profile, else runs/report-<profile>/)
+                  only:list|None=None, # run just these notebooks: file names, stems or tracks
                   force:bool=False, # rerun even a notebook whose inputs did not change
                  ) -> pd.DataFrame:
     "Run the plan's notebooks with papermill (skipping those whose inputs did not change); return (and write) the run facts."
     import papermill as pm
-    root = project_root(); out = reports_dir(reports); runs = out/'runs'; runs.mkdir(exist_ok=True)
-    plan = load_run_plan(params_file, profile); order = [nb for nb, _ in plan]
-    old = pd.read_csv(runs/'run_facts.csv', keep_default_na=False).reindex(columns=FACT_COLUMNS).fillna('').to_dict('records') \
-          if (runs/'run_facts.csv').exists() else []
-    # with `only`, the facts of the notebooks not rerun stay in the file (their outputs stay in reports/ too)
-    kept = [r for r in old if only and r['notebook'] not in only]
-    last = {r['notebook']: r for r in old}
+    from audio_latent.data import find_esc50
+    root = project_root()
+    plan = load_run_plan(params_file, profile); order = [nb for nb, _ in plan]; tracks = plan_tracks(params_file)
+    only = resolve_only(only, tracks)
+    try: esc = find_esc50()
+    except FileNotFoundError as e: raise MissingInput(str(e)) from None
+    record = reports is None and profile == RECORD_PROFILE   # only this run writes the committed record
+    out = reports_dir(report_folder(profile, reports)); runs = out/'runs'; runs.mkdir(exist_ok=True)
+    exploring = reports is None and not record
+    if exploring:
+        reports = out
+        print(f"[report] profile {profile!r} is not the record's ({RECORD_PROFILE!r}): everything goes to {out}; the committed reports/ is untouched", flush=True)
+    scratch = exploration_root() if out.resolve() == (root/'reports').resolve() else runs   # failed copies: never in the record
+    facts_file = runs/'run_facts.csv'
+    old = pd.read_csv(facts_file, dtype=str, keep_default_na=False).reindex(columns=FACT_COLUMNS, fill_value='').to_dict('records') \
+          if facts_file.exists() else []
+    rows = {r['notebook']: r for r in old}   # every row stays until its notebook finishes again (a failure changes none)
     facts = []
     def save():
-        rows = sorted(kept + facts, key=lambda r: order.index(r['notebook']) if r['notebook'] in order else len(order))
-        pd.DataFrame(rows, columns=FACT_COLUMNS).to_csv(runs/'run_facts.csv', index=False)
-    for nb, params in plan:
-        if only and nb not in only: continue
-        if reports is not None: params = {**params, 'reports': str(out)}
-        key = notebook_key(root/'nbs'/nb, params, params_file)
-        prev = last.get(nb, {}); track = next(t for t, n in (yaml.safe_load(Path(params_file or root/'reports'/'params.yaml').read_text())['notebooks']).items() if n == nb)
-        if not force and prev.get('status') == 'ok' and prev.get('key') == key and (out/'results'/f'{track}.csv').exists() and (runs/nb).exists():
-            facts.append(prev); save()
-            print(f"[report] {nb}: inputs unchanged since its last run (key {key}), results kept", flush=True)
-            continue
-        executed = runs/nb; t0 = time.perf_counter()
-        print(f"[report] running {nb} with {params}", flush=True)
-        try:
-            pm.execute_notebook(str(root/'nbs'/nb), str(executed), parameters=params, cwd=str(root),
-                                kernel_name='python3', progress_bar=False)
-        except pm.PapermillExecutionError as e:
-            facts.append({'notebook': nb, 'status': 'failed', 'wall_s': round(time.perf_counter() - t0, 1),
-                          'parameters': json.dumps(params, sort_keys=True), 'key': key}); save()
-            raise NotebookFailed(f"{nb} failed at {_failed_cell(executed)} (executed copy: {executed})") from None
-        facts.append({'notebook': nb, 'status': 'ok', 'wall_s': round(time.perf_counter() - t0, 1),
-                      'parameters': json.dumps(params, sort_keys=True), 'key': key}); save()
-        print(f"[report] {nb} finished in {facts[-1]['wall_s']} s", flush=True)
+        pd.DataFrame(sorted(rows.values(), key=lambda r: order.index(r['notebook']) if r['notebook'] in order else len(order)),
+                     columns=FACT_COLUMNS).to_csv(facts_file, index=False, lineterminator='\n')
+    saved_env = os.environ.pop(RECORD_ENV, None)
+    if record: os.environ[RECORD_ENV] = '1'   # papermill's kernel inherits it: the notebooks' `output_folder` writes reports/
+    try:
+        for nb, params in plan:
+            if only is not None and nb not in only: continue
+            track = tracks[nb]
+            if reports is not None: params = {**params, 'reports': str(out)}
+            key = notebook_key(root/'nbs'/nb, params, params_file, esc)
+            prev = rows.get(nb, {}); recorded = json.loads(prev['outputs']) if prev.get('outputs') else None
+            if not force and prev.get('status') == 'ok' and prev.get('key') == key and (out/'results'/f'{track}.csv').exists() and (runs/nb).exists():
+                if recorded is None or recorded == track_outputs(out, track):
+                    facts.append(prev)
+                    print(f"[report] {nb}: inputs unchanged since its last run (key {key}), results kept", flush=True)
+                    continue
+                print(f"[report] {nb}: inputs unchanged, but its files are not the ones its last run wrote: rerunning", flush=True)
+            print(f"[report] running {nb} with {params}", flush=True)
+            (scratch/'executing').mkdir(parents=True, exist_ok=True)
+            executing, keep = scratch/'executing'/nb, Path(tempfile.mkdtemp(prefix='snapshot-', dir=scratch))
+            snap, t0 = None, time.perf_counter()
+            try:
+                snap = snapshot_reports(out, keep); t0 = time.perf_counter()
+                pm.execute_notebook(str(root/'nbs'/nb), str(executing), parameters=params, cwd=str(root),
+                                    kernel_name='python3', progress_bar=False)
+            except BaseException as e:   # a failed cell, a dead kernel or Ctrl-C: put the reports folder back first
+                restored = restore_reports(out, keep, snap) if snap is not None else []
+                failed = scratch/'failed'/nb; failed.parent.mkdir(parents=True, exist_ok=True)
+                if executing.exists(): shutil.move(executing, failed)
+                where = _failed_cell(failed) if failed.exists() and isinstance(e, pm.PapermillExecutionError) else f'{type(e).__name__}: {e}'
+                _log_failure(failed.parent, {'notebook': nb, 'when': time.strftime('%Y-%m-%d %H:%M:%S'), 'wall_s': round(time.perf_counter() - t0, 1),
+                                             'parameters': json.dumps(params, sort_keys=True), 'key': key, 'failure': where, 'restored': ' '.join(restored)})
+                if not isinstance(e, pm.PapermillExecutionError): raise
+                raise NotebookFailed(f"{nb} failed at {where}. Failed copy: {failed} (logged in {failed.parent/'failures.csv'}); "
+                                     f"{runs/nb} and its run facts are unchanged" +
+                                     (f", and the {len(restored)} file(s) it had written were put back" if restored else '')) from None
+            finally: shutil.rmtree(keep, ignore_errors=True)
+            shutil.move(executing, runs/nb)
+            rows[nb] = {'notebook': nb, 'status': 'ok', 'wall_s': round(time.perf_counter() - t0, 1), 'parameters': json.dumps(params, sort_keys=True),
+                        'key': key, 'outputs': json.dumps(track_outputs(out, track), sort_keys=True)}
+            facts.append(rows[nb]); save(); record_environment(runs)
+            print(f"[report] {nb} finished in {rows[nb]['wall_s']} s", flush=True)
+    finally:
+        os.environ.pop(RECORD_ENV, None)
+        if saved_env is not None: os.environ[RECORD_ENV] = saved_env
+    if exploring:
+        print(f"[report] exploration run finished: results in {out} (its report: `python -m audio_latent.report build --profile {profile}`); "
+              "the committed reports/ is untouched", flush=True)
     return pd.DataFrame(facts, columns=FACT_COLUMNS)
+
+# %% ../nbs/06_report.ipynb #cd577c19
+class RecordMismatch(ReportError, ValueError):
+    "The files of a reports folder are not the ones its run facts recorded."
+
+BUILD_OWNED = ['results/mcnemar.csv']  # written by the build itself (from the notebooks' predictions), never by a notebook
+
+def _runs_rows_hash(runs_csv:Path, track:str) -> str:
+    "SHA-256 of a track's rows of runs.csv, read as text and written back canonically (another track's rows do not count)."
+    runs = pd.read_csv(runs_csv, dtype=str, keep_default_na=False)
+    return hashlib.sha256(runs[runs.experiment == track].to_csv(index=False, lineterminator='\n').encode()).hexdigest()
+
+def track_outputs(reports:str|Path, # the reports folder the notebook wrote
+                  track:str, # its track (`plan_tracks`)
+                 ) -> dict:
+    "{path relative to the reports folder: sha256} of the files a track's notebook owns, with its rows of results/runs.csv."
+    out = Path(reports)
+    files = [out/'results'/f'{track}.csv', out/'predictions'/f'{track}.csv', *sorted((out/'training').glob(f'{track}*.csv'))]
+    owned = {f.relative_to(out).as_posix(): sha256_file(f) for f in files if f.exists()}
+    if (out/'results'/'runs.csv').exists(): owned[f'results/runs.csv#{track}'] = _runs_rows_hash(out/'results'/'runs.csv', track)
+    return owned
+
+def _regenerate(notebook:str, out:Path, parameters:str='') -> str:
+    "The command that reruns `notebook` into the reports folder `out` (its facts' parameters give the profile)."
+    if out.resolve() == (project_root()/'reports').resolve():
+        return f"`make report FORCE=1` or `python -m audio_latent.report run --only {notebook} --force`"
+    profile = json.loads(parameters or '{}').get('profile', RECORD_PROFILE)
+    return f"`python -m audio_latent.report run --profile {profile} --reports {out} --only {notebook} --force`"
+
+def check_outputs(reports:str|Path|None=None, # reports folder (default: the project's)
+                 ) -> None:
+    "Raise `RecordMismatch` naming every file that is not the one the run facts recorded, with the command that regenerates it."
+    out = Path(reports) if reports is not None else project_root()/'reports'
+    facts_file = out/'runs'/'run_facts.csv'
+    if not facts_file.exists():
+        raise RecordMismatch(f"No run facts in {facts_file.parent}: nothing says these results are a run's. Make them with "
+                             f"`make report` (or `python -m audio_latent.report run`); nothing was written.")
+    problems, owned, unsealed = [], {*BUILD_OWNED, 'results/runs.csv'}, []
+    for r in pd.read_csv(facts_file, dtype=str, keep_default_na=False).to_dict('records'):
+        nb = r['notebook']; how = _regenerate(nb, out, r.get('parameters', ''))
+        if r.get('status') != 'ok' or not r.get('outputs'): unsealed.append((nb, how)); continue
+        for rel, digest in json.loads(r['outputs']).items():
+            path, _, track = rel.partition('#'); f = out/path; owned.add(path)
+            if not f.exists(): problems.append(f"{rel} is missing (written by {nb}'s recorded run): regenerate it with {how}")
+            elif (_runs_rows_hash(f, track) if track else sha256_file(f)) != digest:
+                problems.append(f"{rel} is not the file {nb}'s recorded run wrote: regenerate it with {how}")
+    if unsealed:   # older facts (or a failure recorded by an older runner): one line, not one per file
+        problems.append(f"the run facts of {', '.join(nb for nb, _ in unsealed)} record no outputs (written before outputs were recorded, "
+                        f"or a failed run): adopt the files there once with `python -m audio_latent.report seal`, or regenerate "
+                        f"them with {unsealed[0][1].replace(unsealed[0][0], 'NB')}")
+    else:
+        for sub in ('results', 'predictions', 'training'):
+            for f in sorted((out/sub).glob('*.csv')):
+                if (rel := f.relative_to(out).as_posix()) not in owned:
+                    problems.append(f"{rel} was written by no run the facts record (an exploration written here, or by hand): remove it or rerun the notebook that owns it")
+    if problems: raise RecordMismatch(f"The files in {out} are not the ones its run facts recorded; nothing was written:\n  " + '\n  '.join(problems))
+
+def seal(reports:str|Path|None=None, # reports folder (default: the project's)
+         params_file:str|Path|None=None, # the plan naming each notebook's track (default: reports/params.yaml)
+        ) -> pd.DataFrame:
+    "Adopt an existing record once: write the current hashes of each finished notebook's outputs into its run-facts row."
+    out = Path(reports) if reports is not None else project_root()/'reports'
+    facts_file = out/'runs'/'run_facts.csv'
+    if not facts_file.exists(): raise MissingInput(f"No run facts in {facts_file.parent}: nothing to seal; run `make report` instead.")
+    tracks = plan_tracks(params_file)
+    facts = pd.read_csv(facts_file, dtype=str, keep_default_na=False).reindex(columns=FACT_COLUMNS, fill_value='')
+    for i, r in facts.iterrows():
+        if r.status != 'ok': continue
+        if r.notebook not in tracks: raise PlanError(f"{r.notebook} of {facts_file} is not in the plan, so its track (its files) is unknown.")
+        facts.loc[i, 'outputs'] = json.dumps(track_outputs(out, tracks[r.notebook]), sort_keys=True)
+    facts.to_csv(facts_file, index=False, lineterminator='\n')
+    print(f"[report] sealed {facts_file}: the current outputs of {int((facts.status == 'ok').sum())} notebooks are now the record's", flush=True)
+    if not (out/'runs'/'environment.csv').exists():   # keep the machine the record's report printed, else say it is this one
+        env = environment_from_report(out/'report.md')
+        record_environment(out/'runs', env)
+        print(f"[report] recorded the environment {'its report.md printed' if env is not None else 'of THIS machine (the record had none)'} in {out/'runs'/'environment.csv'}", flush=True)
+    return facts
 
 # %% ../nbs/06_report.ipynb #4f1457a7
 REFERENCE_LINES = {'MFCC + k-NN classifier (Piczak)': 0.322, 'CNN classifier on log-mel (Piczak)': 0.645,
@@ -130,8 +378,10 @@ REFERENCE_LINES = {'MFCC + k-NN classifier (Piczak)': 0.322, 'CNN classifier on 
 
 def load_results(reports:str|Path|None=None) -> pd.DataFrame:
     "All tidy results rows under reports/results (runs.csv, the run records, aside)."
-    files = sorted(f for f in (reports_dir(reports)/'results').glob('*.csv') if f.name != 'runs.csv')
-    if not files: raise FileNotFoundError(f"No results in {reports_dir(reports)/'results'}: run `make report` first.")
+    folder = Path(reports if reports is not None else project_root()/'reports')/'results'
+    files = sorted(f for f in folder.glob('*.csv') if f.name != 'runs.csv')
+    if not files: raise MissingInput(f"No results in {folder}: run the notebooks first (`make report`, or `python -m audio_latent.report run` "
+                                     "with the same --profile or --reports).")
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
 
 def seed_summary(results:pd.DataFrame, # tidy rows (several seeds per representation where learned)
@@ -187,17 +437,6 @@ def _md_table(df:pd.DataFrame, floatfmt:str='.4f') -> str:
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
     lines += ['| ' + ' | '.join(fmt(v).replace('|', '/') for v in row) + ' |' for row in df.itertuples(index=False)]
     return '\n'.join(lines)
-
-def run_environment() -> pd.DataFrame:
-    "Machine and package versions, for the run facts."
-    from importlib.metadata import version, PackageNotFoundError
-    rows = [('python', platform.python_version()), ('machine', f"{platform.machine()}, {os.cpu_count()} cores"),
-            ('system', platform.platform())]
-    for pkg in ['audio_latent', 'numpy', 'scipy', 'pandas', 'scikit-learn', 'statsmodels', 'librosa', 'tensorflow-cpu',
-                'keras', 'faiss-cpu', 'papermill', 'nbdev']:
-        try: rows.append((pkg, version(pkg)))
-        except PackageNotFoundError: pass
-    return pd.DataFrame(rows, columns=['what', 'version'])
 
 # %% ../nbs/06_report.ipynb #84378531
 KEY = ['experiment', 'representation', 'distance', 'protocol', 'level', 'metric', 'k']
@@ -370,13 +609,17 @@ def _sections_spend(out:Path) -> list[str]:
 # %% ../nbs/06_report.ipynb #bab1f6a1
 def build_report(reports:str|Path|None=None, # reports folder (default: the project's)
                  params_file:str|Path|None=None, # settings file with the `report` block (default: reports/params.yaml)
+                 check:bool=True, # refuse files the run facts did not record (False: a folder made by hand, as in the tests above)
                 ) -> Path:
-    "Write reports/report.md and reports/report.html from the results, run records, figures and run facts."
+    "Write reports/report.md and reports/report.html from the results, run records, figures and run facts (checked first)."
     import mistune
     from audio_latent.experiment import load_runs
     from audio_latent.retrieval import write_results
-    out = reports_dir(reports)
-    mc = mcnemar_results(load_results(out).query("experiment != 'mcnemar'"), load_predictions(out),
+    out = Path(reports if reports is not None else project_root()/'reports')
+    results = load_results(out)   # none: an error before anything else
+    if check: check_outputs(out)   # every file the run facts recorded, unchanged; nothing is written otherwise
+    reports_dir(out)
+    mc = mcnemar_results(results.query("experiment != 'mcnemar'"), load_predictions(out),
                          report_settings(params_file).get('mcnemar_pairs', []))
     if len(mc): write_results(mc, 'mcnemar', out)
     results = load_results(out); runs = load_runs(out)
@@ -421,8 +664,11 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     if figs: md += ["## Figures", *[f"![{f}](figures/{f})" for f in figs]]
     facts = out/'runs'/'run_facts.csv'
     md += ["## Run facts"]
-    if facts.exists(): md.append(_md_table(pd.read_csv(facts)))
-    md.append(_md_table(run_environment()))
+    if facts.exists(): md.append(_md_table(pd.read_csv(facts).drop(columns=['outputs'], errors='ignore')))  # the hashes stay in the file
+    env, recorded = recorded_environment(out)
+    if not recorded: md.append("No environment was recorded with these run facts (`runs/environment.csv`): the versions below are "
+                               "those of the machine that built this report, not necessarily of the one that ran the notebooks.")
+    md.append(_md_table(env))
     text = '\n\n'.join(md) + '\n'
     (out/'report.md').write_text(text)
     html = ("<!doctype html><html><head><meta charset='utf-8'><title>audio_latent report</title><style>"
@@ -434,21 +680,27 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
 
 # %% ../nbs/06_report.ipynb #b23268c6
 def main(argv:list|None=None):
-    "`python -m audio_latent.report run [--profile P] [--only NB ...]` or `... build`."
+    "`python -m audio_latent.report run [--profile P] [--only NB ...] [--force]`, `... build` or `... seal`; a user error prints one message and exits with status 2."
     import argparse
-    ap = argparse.ArgumentParser(description='Run the experiment notebooks and build the report.')
-    ap.add_argument('action', choices=['run', 'build', 'all'])
-    ap.add_argument('--profile', default=os.environ.get('PROFILE', 'cpu'))
-    ap.add_argument('--params', default=None); ap.add_argument('--reports', default=None)
-    ap.add_argument('--only', nargs='*', default=None)
+    ap = argparse.ArgumentParser(description='Run the experiment notebooks, build the report, or seal an existing record.')
+    ap.add_argument('action', choices=['run', 'build', 'all', 'seal'],
+                    help='seal: record the hashes of the outputs there now in the run facts (once, to adopt a record made before they were recorded)')
+    ap.add_argument('--profile', default=os.environ.get('PROFILE', RECORD_PROFILE),
+                    help=f'{RECORD_PROFILE!r} works in reports/ (the record); another profile in runs/report-<profile>/')
+    ap.add_argument('--params', default=None); ap.add_argument('--reports', default=None, help='another reports folder (wins over the profile\'s)')
+    ap.add_argument('--only', nargs='*', default=None, help='run just these notebooks: file name, stem or track (04_vae.ipynb, 04_vae, vae)')
     ap.add_argument('--force', action='store_true', help='rerun notebooks whose inputs did not change')
     a = ap.parse_args(argv)
-    if a.action in ('run', 'all'):
-        t0 = time.perf_counter()
-        try: run_notebooks(a.profile, a.params, a.reports, a.only, a.force)
-        except NotebookFailed as e: print(f"[report] FAILED: {e}", file=sys.stderr); sys.exit(1)
-        print(f"[report] all notebooks finished in {time.perf_counter() - t0:.0f} s")
-    if a.action in ('build', 'all'): print(f"[report] wrote {build_report(a.reports)}")
+    folder = report_folder(a.profile, a.reports)
+    try:
+        if a.action in ('run', 'all'):
+            t0 = time.perf_counter()
+            run_notebooks(a.profile, a.params, a.reports, a.only, a.force)
+            print(f"[report] all notebooks finished in {time.perf_counter() - t0:.0f} s")
+        if a.action == 'seal': seal(folder, a.params)
+        if a.action in ('build', 'all'): print(f"[report] wrote {build_report(folder, a.params)}")
+    except ReportError as e:   # the message says what to do; a traceback would only bury it
+        print(f"[report] {'FAILED' if isinstance(e, NotebookFailed) else 'error'}: {e}", file=sys.stderr); sys.exit(2)
 
 # only when run as `python -m` (a notebook kernel also calls itself __main__, but has no __file__)
 if __name__ == '__main__' and '__file__' in globals(): main()

@@ -13,9 +13,10 @@ from .features import standardise_on
 # %% auto #0
 __all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'PROBE_CODE', 'l2_normalise', 'kulsinski_distances',
            'pairwise_distances', 'protocol_mask', 'rank_neighbours', 'nearest_neighbours', 'foldwise_distances',
-           'cross_fold_neighbours', 'rank_allowed', 'ranking_metrics', 'level_labels', 'bootstrap_accuracy_ci',
-           'evaluate_distances', 'evaluate_spaces', 'evaluate_representation', 'inner_fold_score', 'random_distances',
-           'write_results', 'write_predictions', 'predictions_from_spaces', 'mcnemar_test', 'linear_probe_scores']
+           'cross_fold_neighbours', 'rank_allowed', 'ranking_metrics', 'level_labels', 'catalogue_levels',
+           'catalogue_groups', 'bootstrap_accuracy_ci', 'evaluate_distances', 'evaluate_spaces',
+           'evaluate_representation', 'inner_fold_score', 'random_distances', 'write_results', 'write_predictions',
+           'predictions_from_spaces', 'mcnemar_test', 'linear_probe_scores']
 
 # %% ../nbs/02_retrieval.ipynb #a27ff4eb
 def l2_normalise(X:np.ndarray, # vectors on the last axis, one per row
@@ -184,10 +185,23 @@ RESULT_COLUMNS = ['experiment', 'representation', 'run', 'seed', 'distance', 'pr
 LEVELS = ('sub', 'super')
 
 def level_labels(catalogue:pd.DataFrame, level:str) -> np.ndarray:
-    "ESC-50 labels at `level`: 'sub' = target (50 classes), 'super' = target // 10 (5 classes)."
+    "Labels at `level`: 'sub' = target; 'super' = the catalogue's `super_target` (ESC-50: target // 10, its 5 categories)."
     if level == 'sub': return catalogue.target.to_numpy()
-    if level == 'super': return catalogue.target.to_numpy() // 10
+    if level == 'super':
+        if 'super_target' in catalogue: return catalogue.super_target.to_numpy()
+        if 'superclass' in catalogue: return catalogue.target.to_numpy() // 10   # an ESC-50 catalogue of `data.esc50_catalogue`
+        raise ValueError("This catalogue has no coarser level: level 'super' needs a superlabel column (see 00a_dataset).")
     raise ValueError(f"Unknown level {level!r}; choose 'sub' or 'super'.")
+
+def catalogue_levels(catalogue:pd.DataFrame) -> tuple:
+    "The levels a catalogue can be scored at: ('sub', 'super') where it has a coarser label, else ('sub',)."
+    return LEVELS if ('super_target' in catalogue or 'superclass' in catalogue) else ('sub',)
+
+def catalogue_groups(catalogue:pd.DataFrame) -> np.ndarray|None:
+    "The cluster of each clip for the bootstrap: `group` (ESC-50's `src_file`), else None (each clip its own cluster)."
+    for c in ('group', 'src_file'):
+        if c in catalogue: return catalogue[c].to_numpy()
+    return None
 
 def bootstrap_accuracy_ci(correct:np.ndarray, # one boolean per query
                           groups:np.ndarray|None=None, # cluster of each query (e.g. src_file); None: clips are independent
@@ -212,15 +226,16 @@ def _nearest_allowed(order:np.ndarray, excluded:np.ndarray) -> np.ndarray:
     return order[np.arange(len(order)), ok.argmax(1)]
 
 def evaluate_distances(D:np.ndarray, # (n, n) distances, row i for query i (NaN rows: not a query)
-                       catalogue:pd.DataFrame, # the clips (fold, target, src_file), aligned with D
+                       catalogue:pd.DataFrame, # the clips (fold, target, and group or src_file), aligned with D
                        experiment:str, representation:str, run:str, seed:int, distance:str,
-                       protocols:tuple=PROTOCOLS, levels:tuple=LEVELS, ks:tuple=(2, 3, 4, 5),
+                       protocols:tuple=PROTOCOLS, levels:tuple|None=None, ks:tuple=(2, 3, 4, 5),
                        ci:bool=True, n_boot:int=1000,
                        metrics:bool=True, # False: only the per-clip predictions
                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Tidy metric rows for one distance matrix under each protocol and level, and each query's 1-NN prediction."
     folds = catalogue.fold.to_numpy(); q = np.flatnonzero(~np.isnan(D).all(1))
-    groups = catalogue.src_file.to_numpy()[q] if 'src_file' in catalogue else None
+    groups = None if (g := catalogue_groups(catalogue)) is None else g[q]
+    levels = catalogue_levels(catalogue) if levels is None else levels
     target = catalogue.target.to_numpy(); stems = catalogue.stem.to_numpy()[q] if 'stem' in catalogue else q
     rows, preds = [], []; Dq = D[q]; order_all = np.argsort(Dq, axis=1, kind='stable')  # one sort for every protocol
     for protocol in protocols:
@@ -242,13 +257,13 @@ def evaluate_distances(D:np.ndarray, # (n, n) distances, row i for query i (NaN 
     return df[RESULT_COLUMNS], pd.concat(preds, ignore_index=True)
 
 def evaluate_spaces(spaces:dict|np.ndarray, # {fold: (n, d) all clips in the space of that fold's queries}, or one (n, d) array
-                    catalogue:pd.DataFrame, # needs columns fold, target (and src_file for the cluster bootstrap)
+                    catalogue:pd.DataFrame, # needs columns fold, target (and group or src_file for the cluster bootstrap)
                     experiment:str, # results file name, e.g. 'baseline'
                     representation:str, # e.g. 'mfcc', 'yamnet/mu'
                     run:str, # id of the run that made the vectors (`experiment.run_id`)
                     seed:int=0, # seed of a learned model (0: deterministic)
                     distances:tuple=('euclidean', 'cosine'),
-                    protocols:tuple=PROTOCOLS, levels:tuple=LEVELS, ks:tuple=(2, 3, 4, 5),
+                    protocols:tuple=PROTOCOLS, levels:tuple|None=None, ks:tuple=(2, 3, 4, 5),
                     ci:bool=True, n_boot:int=1000,
                     predictions:bool=False, # also return the per-clip 1-NN predictions (from the same distances)
                    ) -> pd.DataFrame|tuple[pd.DataFrame, pd.DataFrame]:

@@ -470,24 +470,28 @@ def patch_rms(Y:np.ndarray, # waveforms (n, samples) at 16 kHz
     return np.sqrt((frames.astype(np.float64) ** 2).mean(-1)).astype(np.float32)
 
 # %% ../nbs/03_yamnet.ipynb #79ce7e8e
-def esc50_embeddings(catalogue=None, # clips (default: all of ESC-50)
+def esc50_embeddings(catalogue=None, # clips (default: all of ESC-50); any catalogue with `path` (and `sha256`: saves hashing)
                      weights:str|Path='tflite', # weight source for `load_yamnet`
                      frontend:str='float', compute_dtype:str='float32',
-                     cache:bool=True, progress:bool=True) -> tuple[np.ndarray, np.ndarray, 'pd.DataFrame']:
-    "Patch embeddings `(n, 10, 1024)` and patch RMS `(n, 10)` of ESC-50 clips, with the catalogue of the clips kept."
-    from audio_latent.data import atomic_write, cache_dir, load_esc50_audio, esc50_catalogue
+                     cache:bool=True, progress:bool=True,
+                     n_samples:int|None=None, # samples per clip at 16 kHz, padded or cut (default: 5 s, ESC-50's length)
+                    ) -> tuple[np.ndarray, np.ndarray, 'pd.DataFrame']:
+    "Patch embeddings `(n, patches, 1024)` and patch RMS `(n, patches)` of the clips, with the catalogue of the clips kept."
+    from audio_latent.data import load_esc50_audio, esc50_catalogue, cache_dir, load_verified, save_verified, sha256_file, short_hash
     catalogue = esc50_catalogue() if catalogue is None else catalogue
     _, wid = read_weights(weights)
-    key = hashlib.sha256(('\n'.join(catalogue.stem) + f'|{wid}|{frontend}|{compute_dtype}').encode()).hexdigest()[:16]
-    file = cache_dir()/'yamnet'/f'esc50_yamnet_{wid}_{key}.npz'
-    if cache and file.exists():
-        z = np.load(file, allow_pickle=False)
-        kept = z['kept']
-        return z['embeddings'], z['rms'], catalogue.iloc[kept].reset_index(drop=True)
-    audio, kept_cat = load_esc50_audio(catalogue)
-    kept = np.flatnonzero(catalogue.stem.isin(kept_cat.stem).to_numpy())
+    # keyed by the clips' content, never their names: another collection with ESC-50's file names gets its own embeddings
+    hashes = catalogue.sha256.tolist() if 'sha256' in catalogue else [sha256_file(p) for p in catalogue.path]
+    key = short_hash('\n'.join(hashes) + f'|{wid}|{frontend}|{compute_dtype}|{n_samples or 80000}', 16)
+    folder = cache_dir()/'yamnet'/f'clips_{wid}_{key}'
+    got = [load_verified(folder/f'{k}.npy') for k in ('embeddings', 'rms', 'kept')] if cache else [None]
+    if all(g is not None for g in got):
+        E, rms, kept = got
+        return E, rms, catalogue.iloc[kept].reset_index(drop=True)
+    audio, kept_cat = load_esc50_audio(catalogue, n_samples=n_samples)
+    kept = np.flatnonzero(catalogue.path.isin(kept_cat.path).to_numpy())
     model = load_yamnet(weights, frontend=frontend, compute_dtype=compute_dtype)
     E = patch_embeddings(audio, model, progress=progress); rms = patch_rms(audio)
     if cache:
-        atomic_write(file, lambda p: np.savez(open(p, 'wb'), embeddings=E, rms=rms, kept=kept))
+        for k, v in (('embeddings', E), ('rms', rms), ('kept', kept)): save_verified(folder/f'{k}.npy', v)
     return E, rms, kept_cat

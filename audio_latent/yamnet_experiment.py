@@ -83,7 +83,7 @@ def run_yamnet(config:YAMNetConfig, # settings
     "Search rows for every pooling and for `yamnet/selected`, Figure 4.1's probes, predictions and run records, written to `reports`."
     import pandas as pd
     from audio_latent.experiment import cached_run, code_hash, record_runs, run_id
-    from audio_latent.retrieval import (evaluate_spaces, level_labels, write_predictions,
+    from audio_latent.retrieval import (evaluate_spaces, level_labels, catalogue_levels, write_predictions,
                                         write_results, inner_fold_score, RESULT_COLUMNS)
     folds = catalogue.fold.to_numpy(); fold_list = [int(f) for f in np.unique(folds)]
     emb = _embeddings_id(E, rms); code = code_hash(*POOLING_CODE); what = f"{data}, {len(catalogue)} clips"
@@ -129,7 +129,7 @@ def run_yamnet(config:YAMNetConfig, # settings
     X_delta = spaces_of['delta'] if 'delta' in spaces_of else pool(E, 'delta')
     def probe():  # minutes of linear-model fits: cached like a run, as numeric columns
         c = pd.concat([threshold_probe_curve(X_delta, level_labels(catalogue, lv), folds, list(config.thresholds), config.seed).assign(level=lv)
-                       for lv in ('sub', 'super')], ignore_index=True)
+                       for lv in catalogue_levels(catalogue)], ignore_index=True)
         return {k: c[k].to_numpy() for k in ('fold', 'threshold', 'accuracy', 'n_features')} | \
                {'is_svm': (c.model == 'svm').to_numpy(), 'is_super': (c.level == 'super').to_numpy()}
     pc, _ = cached_run(dict(probe='variance threshold + logreg/linear SVM', thresholds=list(config.thresholds), seed=config.seed,

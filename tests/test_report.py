@@ -42,10 +42,15 @@ def test_results_are_tidy_finite_and_traceable_to_their_runs(tiny_reports):
 def test_failing_notebook_is_named_and_earlier_results_kept(tmp_path):
     nbs = tmp_path/'plan.yaml'
     nbs.write_text("notebooks: {baseline: 02b_baseline.ipynb}\nbaseline:\n  broken: {n_mfcc: 20}\n")
+    runs = tmp_path/'reports'/'runs'; runs.mkdir(parents=True)
+    (runs/'02b_baseline.ipynb').write_text('earlier executed notebook')
+    pd.DataFrame([{'notebook': '02b_baseline.ipynb', 'status': 'ok', 'wall_s': 29.1, 'parameters': '{}', 'key': 'k'}]).to_csv(runs/'run_facts.csv', index=False)
+    facts = (runs/'run_facts.csv').read_bytes()
     with pytest.raises(NotebookFailed, match=r'02b_baseline.ipynb failed at cell'):
         run_notebooks('broken', params_file=nbs, reports=tmp_path/'reports')
-    facts = pd.read_csv(tmp_path/'reports'/'runs'/'run_facts.csv')
-    assert facts.status.tolist() == ['failed']
+    # a failure leaves the earlier run as it was (executed notebook and run facts); the failed copy is kept aside
+    assert (runs/'02b_baseline.ipynb').read_text() == 'earlier executed notebook' and (runs/'run_facts.csv').read_bytes() == facts
+    assert (runs/'failed'/'02b_baseline.ipynb').exists()
 
 
 def test_only_rerun_keeps_the_other_notebooks_facts(tmp_path):
@@ -57,5 +62,5 @@ def test_only_rerun_keeps_the_other_notebooks_facts(tmp_path):
     with pytest.raises(NotebookFailed):
         run_notebooks('broken', params_file=plan, reports=tmp_path/'reports', only=['02b_baseline.ipynb'])
     facts = pd.read_csv(runs/'run_facts.csv')
-    assert facts.notebook.tolist() == ['02b_baseline.ipynb', '03_yamnet.ipynb']  # plan order, the other row kept
-    assert facts.status.tolist() == ['failed', 'ok'] and facts.wall_s.iloc[1] == 247.2
+    assert facts.notebook.tolist() == ['03_yamnet.ipynb']  # the other row kept; a failure adds no row (it is logged under runs/failed/)
+    assert facts.status.tolist() == ['ok'] and facts.wall_s.iloc[0] == 247.2
