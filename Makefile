@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make report   create .venv if missing, run every experiment notebook (papermill), build reports/report.{md,html}
-#                 (a notebook whose inputs match its last run is skipped; FORCE=1 reruns every one)
+#                 (a notebook whose inputs match its last run is skipped; FORCE=1 reruns every one;
+#                 DATASET=catalogue.csv: your own collection, into reports/datasets/<name>/)
 #   make test     create .venv if missing, run the notebook tests (nbdev_test) and the integration tests (pytest)
 #   make docs     the documentation site from the notebooks into _site/ (docs/build.py)
 SHELL := /bin/bash
@@ -31,9 +32,12 @@ test-nbs: env
 test-py: env
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
+# DATASET=path/to/catalogue.csv runs the tracks that take any dataset on your own collection (reports/datasets/<name>/);
+# TRACKS=baseline,yamnet runs a subset; ALLOW_MISSING=1 leaves out unusable clips (named in the report) instead of stopping
+REPORT_ARGS = --profile $(PROFILE) $(if $(DATASET),--dataset '$(DATASET)') $(if $(ALLOW_MISSING),--allow-missing)
 report: env
-	$(BIN)/python -m audio_latent.report run --profile $(PROFILE) $(if $(FORCE),--force)
-	$(BIN)/python -m audio_latent.report build
+	$(BIN)/python -m audio_latent.report run $(REPORT_ARGS) $(if $(FORCE),--force) $(if $(TRACKS),--tracks '$(TRACKS)')
+	$(BIN)/python -m audio_latent.report build $(REPORT_ARGS)
 
 build-report: env
 	$(BIN)/python -m audio_latent.report build

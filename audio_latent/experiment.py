@@ -14,9 +14,10 @@ import yaml
 from .data import atomic_write, cache_dir, project_root, reports_dir, sha256_file, short_hash
 
 # %% auto #0
-__all__ = ['GENERATED_OUTPUTS', 'RUN_COLUMNS', 'RESULT_KEY', 'PREDICTION_KEY', 'PREDICTION_COLUMNS', 'RUN_FREE', 'params_path',
-           'load_settings', 'config_from_settings', 'inner_validation_fold', 'code_hash', 'run_id', 'git_commit',
-           'read_cached_run', 'cached_run', 'record_runs', 'load_runs', 'spend_summary', 'tf_threads', 'set_tf_threads',
+__all__ = ['RANGES', 'PARAMETER_TYPES', 'GENERATED_OUTPUTS', 'RUN_COLUMNS', 'RESULT_KEY', 'PREDICTION_KEY', 'PREDICTION_COLUMNS',
+           'RUN_FREE', 'params_path', 'load_settings', 'SettingError', 'check_setting_types', 'check_parameters',
+           'config_from_settings', 'inner_validation_fold', 'code_hash', 'run_id', 'git_commit', 'read_cached_run',
+           'cached_run', 'record_runs', 'load_runs', 'spend_summary', 'tf_threads', 'set_tf_threads',
            'require_tf_threads', 'run_in_workers', 'run_parts', 'seed_tolerance', 'compare_results', 'CheckError',
            'check_folders', 'read_checked_csv', 'load_checked', 'integrity_problems', 'run_changes', 'compare_runs',
            'compare_predictions', 'check_results', 'main']
@@ -43,15 +44,162 @@ def load_settings(track:str, # a block of the settings file: 'baseline', 'yamnet
         raise ValueError(f"Unknown setting(s) {unknown} for {track!r}; the {profile!r} profile defines {sorted(settings)}.")
     return {**settings, **given}
 
+# %% ../nbs/02c_experiment.ipynb #setchk2
+class SettingError(ValueError):
+    "A setting or notebook parameter of the wrong type, out of its range, or unknown: the message names it, its value and what is allowed."
+
+class _Range(tuple):
+    "(kind, lo, hi, lo_open): kind 'int' or 'float'; None: no bound; lo_open: lo itself is excluded."
+    def __new__(cls, kind, lo=None, hi=None, lo_open=False): return super().__new__(cls, (kind, lo, hi, lo_open))
+    def holds(self, v) -> bool:
+        kind, lo, hi, lo_open = self
+        if not _is_kind(v, kind): return False
+        return (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi)
+    def describe(self) -> str:
+        kind, lo, hi, lo_open = self
+        what = 'an integer' if kind == 'int' else 'a number'
+        if lo_open: return f"{what} in ({lo}, {hi}]" if hi is not None else ('a positive number' if lo == 0 and kind == 'float' else f"{what} > {lo}")
+        if lo is not None and hi is not None: return f"{what} from {lo} to {hi}"
+        return f"{what} >= {lo}" if lo is not None else (f"{what} <= {hi}" if hi is not None else what)
+
+def _I(lo=None, hi=None): return _Range('int', lo, hi)
+def _F(lo=None, hi=None, lo_open=False): return _Range('float', lo, hi, lo_open)
+
+_EPOCHS, _SEED, _LR, _WIDTH = _I(1, 10_000), _I(0, 2**32 - 1), _F(0, 1, lo_open=True), _F(0, 1, lo_open=True)
+RANGES = {  # natural bounds of the numeric settings, by name; a list's elements and a mapping's values are checked one by one
+    'latent_dim': _I(1, 4096), 'thesis_latent_dims': _I(1, 4096), 'thesis_scale_latent': _I(1, 4096),
+    'epoch_candidates': _EPOCHS, 'thesis_epochs': _EPOCHS, 'thesis_scale_epochs': _EPOCHS, 'epochs': _EPOCHS,
+    '.candidates': _EPOCHS,  # a learned family's candidate epochs (metric_learning's head/scratch/simclr); the top-level yamnet `candidates` are pooling names
+    'steps': _I(1, 10**9), 'seed': _SEED, 'seeds': _SEED, 'selection_seed': _SEED,
+    'folds': _I(1), 'thesis_scale_fold': _I(1), 'curve_fold': _I(1), 'classes': _I(0),
+    'n_per_class': _I(1), 'n_classes': _I(1), 'n_boot': _I(1), 'triplets_per_anchor': _I(1), 'crops_per_clip': _I(1),
+    'batch_size': _I(1, 4096), 'thesis_batch_size': _I(1, 4096),
+    'learning_rate': _LR, 'thesis_learning_rate': _LR, 'learning_rates': _LR,
+    'beta': _F(0), 'thesis_beta': _F(0), 'beta_warmup': _I(0), 'thesis_beta_warmup': _I(0),
+    'thesis_width': _WIDTH, 'thesis_scale_widths': _WIDTH, 'thesis_step_widths': _WIDTH,
+    'workers': _I(0, 1024), 'tf_threads': _I(1, 1024),
+    'budget_cpu_s': _F(0, lo_open=True), 'step_cpu_s': _F(0, lo_open=True), 'curve_multiples': _F(0, lo_open=True),
+    'n_mfcc': _I(1, 128), 'thresholds': _F(0), 'bench_clips': _I(0),
+    # entries of nested run dicts (metric_learning's families, thesis_models' models)
+    'weight_decay': _F(0), 'temperature': _F(0, lo_open=True), 'label_smoothing': _F(0, 1), 'dropout': _F(0, 1),
+    'patch_drop': _F(0, 1), 'mixup': _F(0), 'noise': _F(0), 'mask': _F(0, 1), 'margin': _F(0),
+    'crop_frames': _I(1), 'time_pool': _I(1), 'hidden': _I(1), 'embedding_dim': _I(1),
+}
+
+_KINDS = {'int', 'float', 'bool', 'str', 'tuple', 'list', 'dict', 'None', 'Path'}
+
+def _is_kind(v, kind:str) -> bool:
+    import numbers, os
+    if kind == 'None': return v is None
+    if kind == 'bool': return isinstance(v, (bool, np.bool_))
+    if kind == 'int': return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+    if kind == 'float': return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+    if kind == 'str': return isinstance(v, str)
+    if kind == 'Path': return isinstance(v, (str, os.PathLike))
+    if kind in ('tuple', 'list'): return isinstance(v, (list, tuple))
+    if kind == 'dict': return isinstance(v, dict)
+    return True
+
+def _annotation_kinds(tp) -> list|None:
+    "The kinds an annotation allows ('int', 'None', ...), or None when it is not one this check knows (then anything goes)."
+    import typing
+    if isinstance(tp, str): parts = [p.strip() for p in tp.split('|')]
+    elif typing.get_origin(tp) in (typing.Union, getattr(__import__('types'), 'UnionType', None)): parts = list(typing.get_args(tp))
+    else: parts = [tp]
+    kinds = []
+    for p in parts:
+        name = p if isinstance(p, str) else ('None' if p is type(None) else getattr(typing.get_origin(p) or p, '__name__', str(p)))
+        name = name.split('[')[0].split('.')[-1]
+        if name in ('NoneType', 'Optional'): name = 'None'
+        if name not in _KINDS: return None
+        kinds.append(name)
+    return kinds
+
+_DESCRIBE = {'int': 'an integer', 'float': 'a number', 'bool': 'True or False', 'str': 'a string', 'Path': 'a path',
+             'tuple': 'a list', 'list': 'a list', 'dict': 'a mapping', 'None': 'None'}
+
+def _why_not(v, kinds, rng=None) -> str:
+    if 'int' in kinds and isinstance(v, float) and v.is_integer():
+        return f" ({v!r} is a float: give {int(v)})" if rng is None or rng.holds(int(v)) else f" ({v!r} is a float, not an integer)"
+    if isinstance(v, (bool, np.bool_)) and {'int', 'float'} & set(kinds): return ' (True/False is not a number)'
+    if isinstance(v, str) and {'tuple', 'list'} & set(kinds): return " (a string: pass lists with papermill's -y, e.g. -y 'folds: [1, 2]')"
+    return ''
+
+def _check_range(path:str, key:str, v, top:bool=False):
+    "Check `v` (a scalar, a list's elements or a mapping's values) against the range of `key`, recursing into nested run dicts."
+    if isinstance(v, dict):
+        rng = RANGES.get(key) if top else None
+        for k, x in v.items():
+            _check_range(f'{path}.{k}', key if rng is not None else ('.' + str(k) if '.' + str(k) in RANGES else str(k)), x)
+        return
+    if isinstance(v, (list, tuple)):
+        for i, x in enumerate(v): _check_range(f'{path}[{i}]', key, x)
+        return
+    rng = RANGES.get(key)
+    if rng is None or v is None or rng.holds(v): return
+    raise SettingError(f"{path}={v!r}: must be {rng.describe()}{_why_not(v, [rng[0]], rng)}")
+
+def check_setting_types(config_class, # a track's config dataclass, or {name: annotation} for a few settings
+                        settings:dict, # the settings to check (only these; a key without a field is left to the caller)
+                       ) -> dict: # `settings`, unchanged
+    "Check every setting against its field's annotation and `RANGES` before any work; a `SettingError` names the first bad one."
+    fields = config_class if isinstance(config_class, dict) else {f.name: f.type for f in dataclasses.fields(config_class)}
+    for name, v in settings.items():
+        if name not in fields: continue
+        kinds = _annotation_kinds(fields[name])
+        rng = RANGES.get(name)
+        if kinds is not None and not any(_is_kind(v, k) for k in kinds):
+            if rng is not None and {'int', 'float'} & set(kinds):
+                what = rng.describe() + (', or None' if 'None' in kinds else '')
+            else: what = ' or '.join(dict.fromkeys(_DESCRIBE[k] for k in kinds))
+            raise SettingError(f"{name}={v!r}: must be {what}{_why_not(v, kinds, rng)}")
+        try: _check_range(name, name, v, top=True)
+        except SettingError as e:
+            if 'None' in (kinds or []) and not isinstance(v, (list, tuple, dict)): raise SettingError(f"{e}, or None") from None
+            raise
+    return settings
+
+# %% ../nbs/02c_experiment.ipynb #setchk5
+PARAMETER_TYPES = {'profile': 'str', 'dataset': 'Path|None', 'data_dir': 'Path|None', 'allow_missing': 'bool',
+                   'reports': 'Path|None', 'seed': 'int'}  # the experiment notebooks' own (non-settings) parameters
+
+def _injected_names(namespace:dict) -> set|None:
+    "Names assigned by papermill's injected cell (the last executed cell starting '# Parameters'); None outside IPython."
+    import ast
+    if 'In' not in namespace: return None
+    cells = [s for s in namespace['In'] if isinstance(s, str) and s.lstrip().startswith('# Parameters')]
+    if not cells: return set()
+    names = set()
+    for node in ast.parse(cells[-1]).body:
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []):
+            names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+def check_parameters(namespace:dict, # the notebook's `globals()` after papermill's injected cell
+                     declared:set, # the parameters cell's own variables (`_declared`)
+                    ):
+    "Refuse a papermill parameter the notebook does not declare (naming the closest declared one), and type-check its own parameters."
+    import difflib, inspect as _inspect
+    declared = {d for d in declared if not d.startswith('_')}
+    given = _injected_names(namespace)
+    if given is None:   # a plain namespace: every new public name that is not code
+        given = {k for k, v in namespace.items() if not _inspect.ismodule(v) and not callable(v)}
+    if unknown := sorted(k for k in given - declared if not k.startswith('_')):
+        def hint(k): return f" (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, declared, n=1)) else ''
+        raise SettingError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(k + hint(k) for k in unknown)}; "
+                           f"this notebook's parameters: {', '.join(sorted(declared))}")
+    check_setting_types({k: v for k, v in PARAMETER_TYPES.items() if k in declared}, {k: namespace[k] for k in declared if k in namespace and k in PARAMETER_TYPES})
+
 # %% ../nbs/02c_experiment.ipynb #config29
 def config_from_settings(config_class:type, # a track's dataclass of typed settings (it has a `profile` field)
                          settings:dict, # from `load_settings` (papermill overrides applied)
                          profile:str='cpu', # the profile they came from
                         ):
-    "A track's typed config from its settings; an unknown key, or worker processes without a thread count, is an error that names it."
+    "A track's typed config from its settings; an unknown key, a value of the wrong type or out of range (`check_setting_types`), or worker processes without a thread count, is an error that names it."
     known = {f.name for f in dataclasses.fields(config_class)}
     if unknown := sorted(set(settings) - known):
         raise ValueError(f"Unknown {config_class.__name__} settings {unknown}; known: {sorted(known)}.")
+    check_setting_types(config_class, {k: v for k, v in settings.items() if k != 'profile'})   # types and ranges, before any work
     cfg = config_class(**{**{k: v for k, v in settings.items() if k != 'profile'}, 'profile': profile})
     if getattr(cfg, 'workers', 0) and getattr(cfg, 'tf_threads', None) is None:   # see `run_in_workers`
         raise ValueError(f"workers={cfg.workers}: worker processes need tf_threads, the thread count their runs train at")

@@ -11,16 +11,18 @@ import pandas as pd
 import yaml
 
 from .data import project_root, reports_dir, sha256_file, short_hash
+from .dataset import dataset_reports
 
 # %% auto #0
-__all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS',
-           'ReportError', 'PlanError', 'MissingInput', 'load_run_plan', 'plan_tracks', 'exploration_root',
-           'report_folder', 'output_folder', 'resolve_only', 'run_environment', 'record_environment',
-           'recorded_environment', 'environment_from_report', 'snapshot_reports', 'restore_reports', 'NotebookFailed',
-           'package_modules_used', 'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs', 'check_outputs',
-           'seal', 'load_results', 'seed_summary', 'plot_summary', 'load_thesis_numbers', 'mean_over_seeds',
-           'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'report_settings',
-           'mcnemar_results', 'run_role', 'build_report', 'main']
+__all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'DATASET_TRACKS', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFERENCE_LINES', 'KEY',
+           'MCNEMAR_METRICS', 'ReportError', 'PlanError', 'MissingInput', 'load_run_plan', 'plan_tracks',
+           'exploration_root', 'report_folder', 'output_folder', 'resolve_only', 'run_environment',
+           'record_environment', 'recorded_environment', 'environment_from_report', 'snapshot_reports',
+           'restore_reports', 'BadDataset', 'run_dataset', 'dataset_notebooks', 'record_dataset', 'recorded_dataset',
+           'NotebookFailed', 'package_modules_used', 'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs',
+           'check_outputs', 'seal', 'load_results', 'seed_summary', 'plot_summary', 'load_thesis_numbers',
+           'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows',
+           'report_settings', 'mcnemar_results', 'run_role', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 class ReportError(Exception):
@@ -158,6 +160,46 @@ def restore_reports(out:Path, # the reports folder
             (out/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(keep/rel, out/rel); moved.append(rel)
     return moved
 
+# %% ../nbs/06_report.ipynb #c1bee98a
+DATASET_TRACKS = ('baseline', 'yamnet')   # the tracks that run on any dataset so far; the others are ESC-50's
+
+class BadDataset(ReportError, ValueError):
+    "A dataset that cannot be run: its catalogue's problems, or a track it cannot take."
+
+def run_dataset(dataset=None, # None/'esc50', a catalogue CSV or folder, or a `Dataset`
+                allow_missing:bool=False) -> 'Dataset':
+    "The Dataset a run is on, checked now: its problems (or a missing ESC-50) are one `ReportError`."
+    from audio_latent.dataset import CatalogueError, load_dataset
+    try: return load_dataset(dataset, allow_missing)
+    except CatalogueError as e: raise BadDataset(str(e)) from None
+    except FileNotFoundError as e: raise MissingInput(str(e)) from None
+
+def dataset_notebooks(only:list|None, # `resolve_only`'s notebooks (None: all)
+                      tracks:dict, # {notebook: track}
+                      name:str, # the dataset, for the message
+                     ) -> list:
+    "The notebooks a non-ESC-50 dataset runs: those of DATASET_TRACKS; naming another is an error that says why."
+    picked = [nb for nb in tracks if only is None or nb in only]
+    if bad := [tracks[nb] for nb in picked if tracks[nb] not in DATASET_TRACKS]:
+        if only is not None:
+            raise BadDataset(f"track(s) {', '.join(bad)} run on ESC-50 only so far; on {name} choose among {', '.join(DATASET_TRACKS)}")
+        print(f"[report] {name}: running {', '.join(DATASET_TRACKS)}; the {', '.join(bad)} track(s) run on ESC-50 only so far", flush=True)
+    return [nb for nb in picked if tracks[nb] in DATASET_TRACKS]
+
+def record_dataset(ds, # the `Dataset` run on
+                   runs:Path, # the run facts folder
+                  ):
+    "What the report needs to know of the data (name, catalogue, fingerprint, clips, clips left out) beside the run facts."
+    info = dict(name=ds.name, source=ds.source if not ds.is_esc50 else 'ESC-50 (official metadata)', fingerprint=ds.fingerprint,
+                clips=len(ds), classes=ds.n_classes, folds=ds.folds, levels=list(ds.levels), excluded=[list(e) for e in ds.excluded])
+    text = json.dumps(info, indent=1, sort_keys=True) + '\n'
+    if not (runs/'dataset.json').exists() or (runs/'dataset.json').read_text() != text: (runs/'dataset.json').write_text(text)
+
+def recorded_dataset(reports:Path) -> dict:
+    "The data a reports folder's runs were on (ESC-50 when nothing was recorded)."
+    f = Path(reports)/'runs'/'dataset.json'
+    return json.loads(f.read_text()) if f.exists() else dict(name='ESC-50', excluded=[])
+
 # %% ../nbs/06_report.ipynb #be9a675b
 class NotebookFailed(ReportError, RuntimeError):
     "An experiment notebook failed; the message names it, the cell that failed and where its failed copy is."
@@ -195,19 +237,17 @@ def _key_modules(notebook:str|Path) -> list[Path]:
 def notebook_key(notebook:str|Path, # the notebook file
                  params:dict, # its papermill parameters
                  params_file:str|Path|None=None, # the settings file
-                 data_dir:str|Path|None=None, # ESC-50 (default: `data.find_esc50()`)
+                 dataset=None, # the `dataset.Dataset` run on (default: ESC-50), or a path `load_dataset` takes
                 ) -> str:
-    "Hash of everything a notebook's results depend on: itself, the package modules it uses, its track's settings, the parameters, the data's file list."
-    from audio_latent.data import find_esc50
+    "Hash of everything a notebook's results depend on: itself, the package modules it uses, its track's settings, the parameters, the data's content fingerprint."
+    from audio_latent.dataset import load_dataset
     root = project_root(); h = hashlib.sha256()
     plan = yaml.safe_load(Path(params_file or root/'reports'/'params.yaml').read_text())
     track = next((t for t, n in (plan.get('notebooks') or {}).items() if n == Path(notebook).name), None)
     for f in [Path(notebook), *_key_modules(notebook)]: h.update(f.name.encode()); h.update(f.read_bytes())
     h.update(json.dumps(plan.get(track), sort_keys=True).encode())  # its own block: another track's settings do not matter
     h.update(json.dumps(params, sort_keys=True).encode())
-    esc = Path(data_dir) if data_dir else find_esc50()
-    h.update((esc/'meta'/'esc50.csv').read_bytes())
-    for f in sorted((esc/'audio').iterdir()): h.update(f'{f.name}:{f.stat().st_size}'.encode())
+    h.update(load_dataset(dataset).fingerprint.encode())   # every clip's content: a changed clip reruns the notebook
     return h.hexdigest()[:16]
 
 FACT_COLUMNS = ['notebook', 'status', 'wall_s', 'parameters', 'key', 'outputs']
@@ -222,20 +262,25 @@ def run_notebooks(profile:str=RECORD_PROFILE, # profile in the plan
                   reports:str|Path|None=None, # reports folder (default: reports/ at the record's profile, else runs/report-<profile>/)
                   only:list|None=None, # run just these notebooks: file names, stems or tracks
                   force:bool=False, # rerun even a notebook whose inputs did not change
+                  dataset:str|Path|None=None, # a catalogue CSV (or folder) to run on instead of ESC-50: results in <reports>/datasets/<name>/
+                  allow_missing:bool=False, # leave out unusable clips (named in runs.csv) instead of stopping
                  ) -> pd.DataFrame:
     "Run the plan's notebooks with papermill (skipping those whose inputs did not change); return (and write) the run facts."
     import papermill as pm
-    from audio_latent.data import find_esc50
     root = project_root()
     plan = load_run_plan(params_file, profile); order = [nb for nb, _ in plan]; tracks = plan_tracks(params_file)
+    ds = run_dataset(dataset, allow_missing)   # checked before anything runs or is written
     only = resolve_only(only, tracks)
-    try: esc = find_esc50()
-    except FileNotFoundError as e: raise MissingInput(str(e)) from None
+    if not ds.is_esc50:
+        only = dataset_notebooks(only, tracks, ds.name)
+        plan = [(nb, {**p, 'dataset': ds.source, 'allow_missing': allow_missing}) for nb, p in plan]
+    elif allow_missing: plan = [(nb, {**p, 'allow_missing': True}) for nb, p in plan]
     record = reports is None and profile == RECORD_PROFILE   # only this run writes the committed record
-    out = reports_dir(report_folder(profile, reports)); runs = out/'runs'; runs.mkdir(exist_ok=True)
+    base = reports_dir(report_folder(profile, reports))   # the notebooks' `reports`: they add datasets/<name>/ themselves
+    out = reports_dir(dataset_reports(ds, base)); runs = out/'runs'; runs.mkdir(exist_ok=True)
     exploring = reports is None and not record
     if exploring:
-        reports = out
+        reports = base
         print(f"[report] profile {profile!r} is not the record's ({RECORD_PROFILE!r}): everything goes to {out}; the committed reports/ is untouched", flush=True)
     scratch = exploration_root() if out.resolve() == (root/'reports').resolve() else runs   # failed copies: never in the record
     facts_file = runs/'run_facts.csv'
@@ -252,8 +297,8 @@ def run_notebooks(profile:str=RECORD_PROFILE, # profile in the plan
         for nb, params in plan:
             if only is not None and nb not in only: continue
             track = tracks[nb]
-            if reports is not None: params = {**params, 'reports': str(out)}
-            key = notebook_key(root/'nbs'/nb, params, params_file, esc)
+            if reports is not None: params = {**params, 'reports': str(base)}
+            key = notebook_key(root/'nbs'/nb, params, params_file, ds)
             prev = rows.get(nb, {}); recorded = json.loads(prev['outputs']) if prev.get('outputs') else None
             if not force and prev.get('status') == 'ok' and prev.get('key') == key and (out/'results'/f'{track}.csv').exists() and (runs/nb).exists():
                 if recorded is None or recorded == track_outputs(out, track):
@@ -284,7 +329,7 @@ def run_notebooks(profile:str=RECORD_PROFILE, # profile in the plan
             shutil.move(executing, runs/nb)
             rows[nb] = {'notebook': nb, 'status': 'ok', 'wall_s': round(time.perf_counter() - t0, 1), 'parameters': json.dumps(params, sort_keys=True),
                         'key': key, 'outputs': json.dumps(track_outputs(out, track), sort_keys=True)}
-            facts.append(rows[nb]); save(); record_environment(runs)
+            facts.append(rows[nb]); save(); record_environment(runs); record_dataset(ds, runs)
             print(f"[report] {nb} finished in {rows[nb]['wall_s']} s", flush=True)
     finally:
         os.environ.pop(RECORD_ENV, None)
@@ -402,7 +447,8 @@ def seed_summary(results:pd.DataFrame, # tidy rows (several seeds per representa
 
 def plot_summary(summary:pd.DataFrame, # `seed_summary` rows with a boolean `uses_labels` and text `stand_in`
                  path:str|Path, logreg:float|None=None, # our logistic regression on frozen YAMNet (same folds), drawn as a line
-                 title:str='') -> Path:
+                 title:str='', references:bool=True, # draw ESC-50's published accuracies (False for another dataset)
+                ) -> Path:
     "Two panels (without labels / with labels) of 1-NN accuracy with intervals and the reference lines."
     from matplotlib.figure import Figure  # no pyplot: no backend to switch, no global figure registry
     groups = [(False, 'made without labels'), (True, 'trained with labels')]
@@ -419,12 +465,12 @@ def plot_summary(summary:pd.DataFrame, # `seed_summary` rows with a boolean `use
         ax.barh(labels, h.accuracy, xerr=err, capsize=3, color='tab:green' if u else 'tab:blue')
         for bar, c in zip(ax.patches[-len(h):], cand):
             if c: bar.set_alpha(0.35)
-        for (ref, v), c in zip(REFERENCE_LINES.items(), ['grey', 'tab:green', 'k', 'tab:orange', 'tab:red']):
+        for (ref, v), c in zip(REFERENCE_LINES.items() if references else [], ['grey', 'tab:green', 'k', 'tab:orange', 'tab:red']):
             ax.axvline(v, ls=':' if 'human' in ref else '--', lw=1, c=c, label=f'{ref}: {v:.3f}')
         if logreg is not None: ax.axvline(logreg, ls='-', lw=1.2, c='tab:purple', label=f'our logistic regression on frozen YAMNet (same folds): {logreg:.4f}')
         ax.set_title(f'{name}', fontsize=10, loc='left'); ax.tick_params(axis='y', labelsize=8)
     axes[-1].set_xlim(0, 1); axes[-1].set_xlabel('sub-class 1-NN accuracy (precision@1), cross-fold, cosine; 95% cluster-bootstrap interval')
-    axes[0].legend(fontsize=7, loc='lower right')
+    if references or logreg is not None: axes[0].legend(fontsize=7, loc='lower right')
     fig.suptitle(title or 'Search by example on ESC-50'); fig.tight_layout(); fig.savefig(path, dpi=120)
     return Path(path)
 
@@ -606,6 +652,19 @@ def _sections_spend(out:Path) -> list[str]:
             "(process CPU-seconds, measured when the run was computed; per model and outer fold: mean, min and max over seeds "
             "and folds). Where `measured_over_nominal` differs between models, the budget was equal only nominally.", *parts]
 
+# %% ../nbs/06_report.ipynb #3b270fb2
+def _sections_data(data:dict) -> list:
+    "What the runs were on: the dataset, its fingerprint, and every clip left out (ESC-50 with nothing left out: one line)."
+    if data['name'] == 'ESC-50' and not data.get('excluded'): return []
+    lines = [f"Data: **{data['name']}** ({data.get('clips', '?')} clips, {data.get('classes', '?')} classes, folds {data.get('folds', '?')}, "
+             f"levels {'/'.join(data.get('levels', []))}; catalogue `{data.get('source', '?')}`; content fingerprint `{data.get('fingerprint', '?')}`)."]
+    if ex := data.get('excluded'):
+        lines.append(f"**{len(ex)} clip(s) left out** at the user's request (`allow_missing`): " + '; '.join(f'`{f}` ({w})' for f, w in ex))
+    if data['name'] != 'ESC-50':
+        lines.append("Each clip of fold *k* queries the clips of the other folds (`cross-fold`); intervals resample the catalogue's "
+                     "`group`s (or single clips where it has none). The published ESC-50 numbers and the theses' tables do not apply.")
+    return lines
+
 # %% ../nbs/06_report.ipynb #bab1f6a1
 def build_report(reports:str|Path|None=None, # reports folder (default: the project's)
                  params_file:str|Path|None=None, # settings file with the `report` block (default: reports/params.yaml)
@@ -617,10 +676,11 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     from audio_latent.retrieval import write_results
     out = Path(reports if reports is not None else project_root()/'reports')
     results = load_results(out)   # none: an error before anything else
+    data = recorded_dataset(out); esc50 = data['name'] == 'ESC-50'
     if check: check_outputs(out)   # every file the run facts recorded, unchanged; nothing is written otherwise
     reports_dir(out)
     mc = mcnemar_results(results.query("experiment != 'mcnemar'"), load_predictions(out),
-                         report_settings(params_file).get('mcnemar_pairs', []))
+                         report_settings(params_file).get('mcnemar_pairs', []) if esc50 else [])   # the fixed pairs are the thesis's
     if len(mc): write_results(mc, 'mcnemar', out)
     results = load_results(out); runs = load_runs(out)
     labels = {r: str(u).lower() == 'true' for r, u in zip(runs.representation, runs.uses_labels)}
@@ -632,17 +692,20 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
                              how_chosen=summary.representation.map(role).fillna(''))
     lr = results[(results.metric == 'classifier_accuracy') & (results.distance == 'logreg') & (results.protocol == 'cross-fold') & (results.level == 'sub')]
     logreg = float(lr.value.mean()) if len(lr) else None
-    plot_summary(summary, out/'figures'/'summary_cross_fold.png', logreg)
+    plot_summary(summary, out/'figures'/'summary_cross_fold.png', logreg, title='' if esc50 else f"Search by example on {data['name']}", references=esc50)
     cols = ['experiment', 'representation', 'how_chosen', 'n_seeds', 'accuracy', 'accuracy_sd', 'seeds', 'accuracy_ci_low', 'accuracy_ci_high', 'map_at_r', 'stand_in']
-    md = ["# audio_latent: results on ESC-50",
+    md = [f"# audio_latent: results on {data['name']}", *_sections_data(data),
           "Every number below is a pivot of `reports/results/*.csv`, written by the notebooks that `make report` ran; "
           "every row carries the id of the run that made it, and `reports/results/runs.csv` holds each run's settings.",
           "## Summary: search by example under `cross-fold`",
-          "Each clip of fold *k* queries only the clips of the other four folds, so it cannot find a fragment of its own "
-          "Freesound recording (which the first thesis's leave-one-out protocol, `loo`, allows). Sub-class 1-NN accuracy "
-          "(= precision@1) with cosine distance; learned models: mean over seeds (`accuracy_sd` is the standard deviation "
-          "across seeds, `seeds` each seed's value); interval: 95% cluster bootstrap over Freesound recordings. "
-          "The lines are published classifier accuracies, human listeners, and our logistic regression on frozen YAMNet embeddings (same folds), for scale.",
+          ("Each clip of fold *k* queries only the clips of the other four folds, so it cannot find a fragment of its own "
+           "Freesound recording (which the first thesis's leave-one-out protocol, `loo`, allows). Sub-class 1-NN accuracy "
+           "(= precision@1) with cosine distance; learned models: mean over seeds (`accuracy_sd` is the standard deviation "
+           "across seeds, `seeds` each seed's value); interval: 95% cluster bootstrap over Freesound recordings. "
+           "The lines are published classifier accuracies, human listeners, and our logistic regression on frozen YAMNet embeddings (same folds), for scale."
+           if esc50 else
+           "Each clip of fold *k* queries only the clips of the other folds. Sub-class 1-NN accuracy (= precision@1) with cosine "
+           "distance; interval: 95% cluster bootstrap over the catalogue's groups."),
           "![summary](figures/summary_cross_fold.png)",
           "`how_chosen`: *chosen inside the training folds* is a selected result; a *candidate* row is one option of such a "
           "selection scored on the test folds (an ablation: picking the best candidate row would be choosing on the test folds); "
@@ -659,7 +722,8 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
           "in the space fitted without the query's fold under both protocols.",
           *_sections_experiments(results),
           *_sections_mcnemar(results),
-          *_sections_theses(results, runs)]
+          *(_sections_theses(results, runs) if esc50 else
+            [f"## The theses", f"The thesis-comparison tables are ESC-50's: this report is on {data['name']}, so it has none."])]
     figs = sorted(p.name for p in (out/'figures').glob('*.png') if p.name != 'summary_cross_fold.png')
     if figs: md += ["## Figures", *[f"![{f}](figures/{f})" for f in figs]]
     facts = out/'runs'/'run_facts.csv'
@@ -690,12 +754,17 @@ def main(argv:list|None=None):
     ap.add_argument('--params', default=None); ap.add_argument('--reports', default=None, help='another reports folder (wins over the profile\'s)')
     ap.add_argument('--only', nargs='*', default=None, help='run just these notebooks: file name, stem or track (04_vae.ipynb, 04_vae, vae)')
     ap.add_argument('--force', action='store_true', help='rerun notebooks whose inputs did not change')
+    ap.add_argument('--dataset', default=None, help='a catalogue CSV (filename,label,fold[,group][,superlabel]) or its folder: run on it, into <reports>/datasets/<name>/')
+    ap.add_argument('--tracks', default=None, help='comma-separated tracks to run (e.g. baseline,yamnet); the same as --only by track')
+    ap.add_argument('--allow-missing', action='store_true', help='leave out unusable clips (named in runs.csv and the report) instead of stopping')
     a = ap.parse_args(argv)
-    folder = report_folder(a.profile, a.reports)
+    only = (a.only or []) + [t.strip() for t in (a.tracks or '').split(',') if t.strip()] or a.only
     try:
+        ds = run_dataset(a.dataset, a.allow_missing) if a.dataset else None
+        folder = dataset_reports(ds, report_folder(a.profile, a.reports)) if ds is not None else report_folder(a.profile, a.reports)
         if a.action in ('run', 'all'):
             t0 = time.perf_counter()
-            run_notebooks(a.profile, a.params, a.reports, a.only, a.force)
+            run_notebooks(a.profile, a.params, a.reports, only, a.force, ds, a.allow_missing)
             print(f"[report] all notebooks finished in {time.perf_counter() - t0:.0f} s")
         if a.action == 'seal': seal(folder, a.params)
         if a.action in ('build', 'all'): print(f"[report] wrote {build_report(folder, a.params)}")

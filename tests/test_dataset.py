@@ -132,14 +132,34 @@ def test_same_file_names_as_esc50_never_get_its_cached_arrays(tmp_path, monkeypa
     assert not np.allclose(runs['ESC-50'][0][:, :1000], runs['twin'][0][:, :1000])
 
 
-@pytest.mark.parametrize('notebook,track', [('02b_baseline.ipynb', 'baseline'), ('03c_yamnet_experiment.ipynb', 'yamnet')])
-def test_track_runs_end_to_end_on_the_collection(collection, tmp_path, notebook, track):
-    from conftest import run_notebook
+def report(*args):
+    return subprocess.run([sys.executable, '-m', 'audio_latent.report', *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=1200)
+
+
+def test_report_runs_the_dataset_tracks_end_to_end(collection, tmp_path):
+    "`make report DATASET=...` on the tiny profile: baseline and YAMNet on the collection, its own report, ESC-50's files untouched."
     reports = tmp_path/'reports'
-    run_notebook(notebook, tmp_path, profile='tiny', dataset=str(collection), reports=str(reports))
+    r = report('all', '--profile', 'tiny', '--dataset', collection, '--reports', reports)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert 'run on ESC-50 only so far' in r.stdout                     # the tracks it skipped, said
     out = reports/'datasets'/'birds'
-    res = pd.read_csv(out/'results'/f'{track}.csv')
-    assert set(res.level) == {'sub', 'super'} and res.value.notna().all()
+    for track in ('baseline', 'yamnet'):
+        res = pd.read_csv(out/'results'/f'{track}.csv')
+        assert set(res.level) == {'sub', 'super'} and res.value.notna().all(), track
     runs = pd.read_csv(out/'results'/'runs.csv')
-    assert runs.data.str.startswith('birds').all()
-    assert not (reports/'results'/f'{track}.csv').exists()    # ESC-50's files untouched
+    assert runs.data.str.startswith('birds').all() and set(runs.experiment) == {'baseline', 'yamnet'}
+    md = (out/'report.md').read_text()
+    assert md.startswith('# audio_latent: results on birds') and 'content fingerprint' in md and 'so it has none' in md
+    assert 'human listeners' not in md and 'PANNs' not in md                    # ESC-50's published numbers do not apply
+    assert not (reports/'results'/'baseline.csv').exists()            # nothing written where ESC-50's results go
+    # a track that cannot take the dataset, named: an error before anything runs
+    r = report('run', '--profile', 'tiny', '--dataset', collection, '--reports', reports, '--tracks', 'vae')
+    assert r.returncode == 2 and 'vae run on ESC-50 only so far' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_report_refuses_a_bad_catalogue_before_any_work(collection, tmp_path):
+    bad = _variant(collection, tmp_path, lambda rows: rows.assign(filename=['gone.wav'] + rows.filename[1:].tolist()), 'gone.csv')
+    r = report('run', '--profile', 'tiny', '--dataset', bad, '--reports', tmp_path/'reports')
+    assert r.returncode == 2 and 'gone.wav: missing' in r.stderr and 'Traceback' not in r.stderr
+    assert not (tmp_path/'reports').exists()                           # nothing written
