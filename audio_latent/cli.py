@@ -40,17 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--segment-window', type=int, default=None, metavar='W',
                    help='patches (0.48 s apart) per indexed window, for span search (default 4 = 2.4 s; 0: no windows)')
     p.add_argument('--force', action='store_true', help='build a new index in place of an existing one (the old one serves until it is done)')
+    p.add_argument('--allow-drop', action='store_true', help='let --force drop all, or more than half, of the old recordings')
 
     p = sub.add_parser('add', help='add new files, re-embed changed ones, drop vanished ones (under the given folders)')
     p.add_argument('sources', nargs='+', help='folders and/or files')
     p.add_argument('--index', required=True, **common)
     writer_options(p)
     p.add_argument('--keep-removed', action='store_true', help="mark vanished files 'missing' instead of dropping them")
+    p.add_argument('--allow-drop', action='store_true', help='drop vanished files even when they are all, or more than half, of the index')
 
     p = sub.add_parser('sync', help="bring the index up to date with its archive folder")
     p.add_argument('--index', required=True, **common)
     writer_options(p)
     p.add_argument('--keep-removed', action='store_true', help="mark vanished files 'missing' instead of dropping them")
+    p.add_argument('--allow-drop', action='store_true', help='drop vanished files even when they are all, or more than half, of the index (an unmounted drive?)')
 
     p = sub.add_parser('search', help='the k indexed files most similar to each query (and where in them, with --spans)')
     p.add_argument('queries', nargs='*', metavar='QUERY', help='audio files and/or folders of them')
@@ -112,6 +115,9 @@ def _print_summary(index, verb:str):
     if s['problems']:
         print(f"{len(s['problems'])} file(s) or folder(s) passed over:", file=sys.stderr)
         for path, message in s['problems']: print(f"  {path}: {message}", file=sys.stderr)
+    if s.get('unsearchable'):
+        print(f"{len(s['unsearchable'])} file(s) indexed but left out of search results (silent: RMS below -70 dBFS; "
+              f"too_short: under one patch, 0.975 s): " + _listing([f"{p} ({st})" for p, st in s['unsearchable']]))
     if s.get('warnings'):
         print(f"{len(s['warnings'])} file(s) indexed with a warning:", file=sys.stderr)
         for path, message in s['warnings']: print(f"  {path}: {message}", file=sys.stderr)
@@ -126,17 +132,53 @@ def _read_list(path:str) -> list[str]:
     "Query paths from a text file, one a line; blank lines and lines starting with # are skipped."
     try: lines = Path(path).read_text().splitlines()
     except OSError as e: raise FileNotFoundError(f"--list {path} cannot be read ({e.strerror}). Give a text file of paths.") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--list {path} is not UTF-8 text ({e.reason} at byte {e.start}). Give a UTF-8 text file of paths.") from None
     return [s.strip() for s in lines if s.strip() and not s.strip().startswith('#')]
+
+def _csv_field(v) -> str:
+    "One CSV field: quoted when it holds the delimiter, a quote or any control character (a carriage return, a tab...)."
+    import math
+    if v is None or (isinstance(v, float) and math.isnan(v)): return ''
+    s = str(v)
+    if any(c in ',"' or ord(c) < 32 or 127 <= ord(c) < 160 for c in s): return '"' + s.replace('"', '""') + '"'
+    return s
+
+def _csv_text(df) -> str:
+    "A table as CSV (header first), every field with a control character in it quoted."
+    rows = [list(df.columns)] + df.astype(object).values.tolist()
+    return ''.join(','.join(_csv_field(v) for v in row) + '\n' for row in rows)
+
+def _check_outputs(a, index, queries:list):
+    """Refuse (`ValueError`) an --out or --html that is a folder, lies inside the index folder, or is one of the inputs (a
+    query or an indexed recording): writing it would destroy what it was made from."""
+    outs = [(flag, o) for flag, o in (('--out', a.out), ('--html', a.html)) if o]
+    if not outs: return
+    from audio_latent.search import expand_queries
+    top = Path(os.path.realpath(a.index))
+    inputs = {os.path.realpath(p) for p, _, _ in expand_queries(queries)[0]}
+    inputs |= {os.path.realpath(index.resolve(p)) for p in index.files.path}
+    for flag, o in outs:
+        if Path(o).is_dir(): raise ValueError(f"{flag} {o} is a folder: give a file name, e.g. {Path(o)/'results.txt'}.")
+        r = Path(os.path.realpath(o))
+        if r == top or top in r.parents:
+            raise ValueError(f"{flag} {o} is inside the index folder {a.index}: it could overwrite the index. Write it elsewhere.")
+        if str(r) in inputs:
+            raise ValueError(f"{flag} {o} is one of the inputs (a query or an indexed recording): refusing to overwrite it. "
+                             "Write it elsewhere.")
+    if len(outs) == 2 and os.path.realpath(a.out) == os.path.realpath(a.html):
+        raise ValueError(f"--out and --html name the same file {a.out}: give two files.")
 
 def _search_many(a, S, queries:list) -> int:
     "Many queries, one table: exit 0, 1 if some queries were left out (named on stderr), 2 if all were."
     index = S.AudioIndex.load(a.index)
+    _check_outputs(a, index, queries)
     res = S.search_many(index, queries, k=a.k, spans=a.spans, start_s=a.start, end_s=a.end, effort=a.effort, model=a.model)
     cols = S.RESULT_COLUMNS + ['span_rank', 'is_query']
     fmt = a.format or ('csv' if a.csv else 'table')
-    text = (res[cols].to_csv(index=False) if fmt == 'csv' else
+    text = (_csv_text(res[cols]) if fmt == 'csv' else
             res[cols].to_json(orient='records', indent=1, double_precision=6) + '\n' if fmt == 'json' else
-            res[cols].to_string(index=False) + '\n')
+            'no results\n' if res.empty else res[cols].to_string(index=False) + '\n')
     if a.out:
         from audio_latent.data import atomic_write
         atomic_write(a.out, lambda f: Path(f).write_text(text))
@@ -144,7 +186,8 @@ def _search_many(a, S, queries:list) -> int:
     else: print(text, end='')
     if a.html and not res.empty:
         from audio_latent.listen import results_html
-        results_html(res, index.resolve, a.html)
+        from audio_latent.data import atomic_write
+        atomic_write(a.html, lambda f: results_html(res, index.resolve, f))
         print(f"listen to them: {a.html}", file=sys.stderr)
     problems = res.attrs['problems']
     for q, message in problems: print(f"audio-latent search: left out {q}: {message}", file=sys.stderr)
@@ -157,16 +200,16 @@ def _run(a) -> int:
         kw = {k: v for k, v in dict(ann_threshold=a.ann_threshold, ann_kind=a.ann, search_effort=a.effort).items()
               if v is not None}
         index = U.index_folder(a.dir, a.index, model=a.model, labels=a.labels, batch_size=a.batch_size,
-                               dask_client=a.dask, overwrite=a.force, progress=not a.quiet,
+                               dask_client=a.dask, overwrite=a.force, progress=not a.quiet, allow_drop=a.allow_drop,
                                **({} if a.segment_window is None else dict(segment_window=a.segment_window)), **kw)
         _print_summary(index, 'Indexed'); print(f"Index written to {a.index}")
     elif a.command == 'add':
         index = U.add_to_index(a.index, a.sources, labels=a.labels, batch_size=a.batch_size, dask_client=a.dask,
-                               progress=not a.quiet, keep_removed=a.keep_removed)
+                               progress=not a.quiet, keep_removed=a.keep_removed, allow_drop=a.allow_drop)
         _print_summary(index, 'Added')
     elif a.command == 'sync':
         index = U.sync_index(a.index, keep_removed=a.keep_removed, labels=a.labels, batch_size=a.batch_size,
-                             dask_client=a.dask, progress=not a.quiet)
+                             dask_client=a.dask, progress=not a.quiet, allow_drop=a.allow_drop)
         _print_summary(index, 'Synced: embedded')
     elif a.command == 'search':
         queries = list(a.queries) + (_read_list(a.list) if a.list else [])
@@ -177,7 +220,8 @@ def _run(a) -> int:
             res = S.search_index(a.index, queries[0], k=a.k, model=a.model, effort=a.effort)
             show = res.drop(columns=['sha256'])
             show['is_query'] = np.where(show.is_query, '(the query itself)', '')
-            if a.csv: print(res.to_csv(index=False), end='')
+            if a.csv: print(_csv_text(res), end='')
+            elif res.empty: print("no results (the index holds no searchable recording).")
             else: print(show.rename(columns={'is_query': ''}).to_string(index=False))
             return 0
         return _search_many(a, S, queries)
@@ -186,7 +230,9 @@ def _run(a) -> int:
         print(index)
         print(f"created {index.created}, updated {index.updated}; {index.files.seconds.astype(float).sum()/3600:.2f} h of audio")
         if index.state != 'live': print("unfinished: an `index` run was interrupted; run it again to resume.")
-        if (missing := int((index.files.status != 'ok').sum())): print(f"{missing} recording(s) marked missing by the last sync.")
+        if (missing := int((index.files.status == 'missing').sum())): print(f"{missing} recording(s) marked missing by the last sync.")
+        for st in ('silent', 'too_short'):
+            if (n := int((index.files.status == st).sum())): print(f"{n} recording(s) {st.replace('_', ' ')}: left out of search results.")
         if index.labelled: print(index.files.label.replace('', '(none)').value_counts().to_string())
     elif a.command == 'migrate':
         from audio_latent.store import migrate_v1
@@ -220,6 +266,13 @@ def _interrupted(a) -> str:
     return (f"audio-latent {a.command}: interrupted; nothing half-written was kept, {kept}. "
             "Run the same command again to resume without embedding those again.")
 
+def _cache_hint(message:str) -> str:
+    "The message, with a hint at $AUDIO_LATENT_CACHE when it names the default cache folder (under a home that cannot hold it)."
+    default_cache = str(Path.home()/'.cache')
+    if os.environ.get('AUDIO_LATENT_CACHE') or default_cache not in message: return message
+    return message + (f" (the cache folder defaults to {default_cache}/audio_latent, which cannot be written: set "
+                      "AUDIO_LATENT_CACHE to a writable folder, e.g. AUDIO_LATENT_CACHE=/tmp/audio_latent_cache)")
+
 def main(argv:list|None=None) -> int:
     "Entry point of `audio-latent`; returns the exit status (0 ok, 2 for a mistake explained on stderr, 130 interrupted)."
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -236,11 +289,11 @@ def main(argv:list|None=None) -> int:
         return 130
     except (QueryError, ModelMismatchError, AudioError, FileNotFoundError, FileExistsError, NotADirectoryError,
             ImportError, ValueError) as e:
-        print(f"audio-latent {a.command}: {e}", file=sys.stderr)
+        print(f"audio-latent {a.command}: {_cache_hint(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a permission refused: named, not a traceback
         what = e.strerror if e.errno == errno.ENOSPC and e.strerror else str(e)
-        print(f"audio-latent {a.command}: {what}", file=sys.stderr)
+        print(f"audio-latent {a.command}: {_cache_hint(what)}", file=sys.stderr)
         return 2
 
 # %% ../nbs/07f_cli.ipynb #5767295b

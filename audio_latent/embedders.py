@@ -14,7 +14,7 @@ from .retrieval import l2_normalise
 
 # %% auto #0
 __all__ = ['YAMNET_POOLING', 'EMBEDDERS', 'patch_chunks', 'identity_of', 'Embedder', 'LogMelStatsEmbedder', 'YamnetEmbedder',
-           'register_embedder', 'get_embedder']
+           'register_embedder', 'NotAnEmbedderError', 'get_embedder']
 
 # %% ../nbs/07_embedders.ipynb #50395e26
 def patch_chunks(blocks, # consecutive waveform blocks (any lengths)
@@ -196,11 +196,14 @@ def register_embedder(spec:str, # the name `--model` will accept
     "Make `get_embedder(spec)` (and `--model spec`) build embedders with `factory`."
     EMBEDDERS[spec] = factory
 
+class NotAnEmbedderError(TypeError, ValueError):
+    "A model spec that does not build an embedder (a `ValueError` too, so the command line says so in one line)."
+
 def get_embedder(spec:str|Embedder='yamnet', # registered name, `package.module:factory`, or an embedder
                 ) -> Embedder:
     "The embedder a spec names; its `spec` attribute is set so an index can rebuild it."
     if not isinstance(spec, str):
-        if not callable(getattr(spec, 'embed', None)): raise TypeError(f"{spec!r} is not an embedder (it has no embed method).")
+        if not callable(getattr(spec, 'embed', None)): raise NotAnEmbedderError(f"{spec!r} is not an embedder (it has no embed method).")
         return spec
     if spec in EMBEDDERS: emb = EMBEDDERS[spec]()
     elif spec.startswith('yamnet-'): emb = YamnetEmbedder(pooling=spec[len('yamnet-'):])
@@ -209,12 +212,17 @@ def get_embedder(spec:str|Embedder='yamnet', # registered name, `package.module:
         try: factory = getattr(importlib.import_module(mod), attr)
         except (ImportError, AttributeError) as e:
             raise ValueError(f"Model {spec!r}: cannot import {attr} from {mod} ({e}).") from None
-        emb = factory()
+        if not callable(factory): raise NotAnEmbedderError(f"Model {spec!r}: {attr} in {mod} is not a factory (not callable).")
+        try: emb = factory()
+        except Exception as e:
+            raise NotAnEmbedderError(f"Model {spec!r}: calling {attr}() failed ({type(e).__name__}: {str(e)[:200]}); "
+                                     "give a factory that takes no arguments and returns an embedder.") from None
     else:
         raise ValueError(f"Unknown model {spec!r}. Use one of {sorted(EMBEDDERS)}, 'yamnet-<pooling>', "
                          "or 'package.module:factory' for a model of your own.")
     for attr in ('name', 'version', 'pooling', 'dim'):
-        if not hasattr(emb, attr): raise TypeError(f"Model {spec!r} built {emb!r}, which lacks `{attr}`.")
+        if not hasattr(emb, attr): raise NotAnEmbedderError(f"Model {spec!r} built {str(emb)[:100]!r}, which lacks `{attr}`: not an embedder.")
+    if not callable(getattr(emb, 'embed', None)): raise NotAnEmbedderError(f"Model {spec!r} built {str(emb)[:100]!r}, which has no embed method: not an embedder.")
     if getattr(emb, 'spec', None) is None:
         try: emb.spec = spec
         except AttributeError: pass

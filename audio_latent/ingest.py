@@ -15,11 +15,11 @@ from .embedders import Embedder, get_embedder
 from .retrieval import l2_normalise
 
 # %% auto #0
-__all__ = ['FFMPEG_SUFFIXES', 'SR', 'SILENCE_DBFS', 'BLOCK_SECONDS', 'LONG_SECONDS', 'TRUNCATION_TOLERANCE', 'SEGMENT_WINDOW',
-           'STAGE_ROWS', 'audio_suffixes', 'ffmpeg_path', 'scan_sources', 'find_audio_files', 'QueryError', 'rms_dbfs',
-           'wav_declared_frames', 'ogg_complete', 'decode_blocks', 'decode_audio', 'check_span', 'query_waveform',
-           'embed_files', 'segment_hop', 'supports_segments', 'segment_starts', 'window_span_s', 'SegmentCollector',
-           'SegmentPooler', 'read_labels']
+__all__ = ['FFMPEG_SUFFIXES', 'SR', 'SILENCE_DBFS', 'BLOCK_SECONDS', 'LONG_SECONDS', 'TRUNCATION_TOLERANCE', 'UNSEARCHABLE',
+           'SEGMENT_WINDOW', 'STAGE_ROWS', 'audio_suffixes', 'ffmpeg_path', 'special_file', 'scan_sources',
+           'find_audio_files', 'content_status', 'QueryError', 'rms_dbfs', 'wav_declared_frames', 'ogg_complete',
+           'decode_blocks', 'decode_audio', 'check_span', 'query_waveform', 'embed_files', 'segment_hop',
+           'supports_segments', 'segment_starts', 'window_span_s', 'SegmentCollector', 'SegmentPooler', 'read_labels']
 
 # %% ../nbs/07_ingest.ipynb #a3215a94
 _SUFFIXES = {'WAV': 'wav wave', 'WAVEX': 'wav', 'FLAC': 'flac', 'OGG': 'ogg oga opus', 'MP3': 'mp3',
@@ -38,6 +38,16 @@ def audio_suffixes() -> set:
 def ffmpeg_path() -> str|None:
     "The ffmpeg executable on PATH, or None."
     return shutil.which('ffmpeg')
+
+def special_file(p:str|Path) -> str|None:
+    "What kind of special file `p` is (a FIFO, a device, a socket), by `os.stat` alone; None for a regular file, a folder or no file."
+    import stat
+    try: mode = os.stat(p).st_mode
+    except OSError: return None
+    for test, what in ((stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISCHR, 'a character device'),
+                       (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket')):
+        if test(mode): return what
+    return None
 
 def _unreadable(p:Path) -> str|None:
     "Why `p` cannot be opened for reading, or None."
@@ -61,11 +71,15 @@ def scan_sources(sources, # a folder, a file, or a list of either
                                      "installed. Install ffmpeg (e.g. apt-get install ffmpeg) and run `add` again."))
         elif s in sfx or s in FFMPEG_SUFFIXES:
             if not p.exists(): problems.append((str(p), "broken symbolic link: skipped.")); return
+            if (kind := special_file(p)):  # opening a FIFO would wait for a writer forever: never opened
+                problems.append((str(p), f"is {kind}, not a regular file: skipped (never opened).")); return
             why = _unreadable(p)
             if why: problems.append((str(p), why))
             else: files.append(p)
     for src in map(Path, sources):
         if src.is_file(): consider(src); continue
+        if (kind := special_file(src)):
+            problems.append((str(src), f"is {kind}, not a regular file: skipped (never opened).")); continue
         if not src.is_dir():
             raise FileNotFoundError(f"{src} does not exist. Check the path (folders and audio files are accepted).")
         def on_error(e:OSError):
@@ -95,6 +109,17 @@ SILENCE_DBFS = -70.  # RMS below this (re full scale) is silence: the noise floo
 BLOCK_SECONDS = 10.  # decoded at a time
 LONG_SECONDS = 60.   # longer recordings are embedded in a stream of patch chunks (memory bounded by the chunk)
 TRUNCATION_TOLERANCE = 4096  # decoded samples may fall this short of the header (encoder padding) before a warning
+
+UNSEARCHABLE = ('silent', 'too_short')  # statuses of indexed recordings a search leaves out (a query like them is refused)
+
+def content_status(n:int, # samples decoded (at `SR`)
+                   sum_squares:float, # sum of the squared samples
+                   patch_samples:int=PATCH_SAMPLES, silence_dbfs:float=SILENCE_DBFS,
+                  ) -> str:
+    "'too_short' (under one patch), 'silent' (RMS below `silence_dbfs`) or 'ok': the rules `query_waveform` refuses queries by."
+    if n < patch_samples: return 'too_short'
+    r = float(np.sqrt(sum_squares/n)) if n else 0.
+    return 'silent' if (20*np.log10(r) if r > 0 else -np.inf) < silence_dbfs else 'ok'
 
 class QueryError(ValueError):
     "A query clip that cannot be searched with; the message names the file and says why."
@@ -197,7 +222,10 @@ def decode_audio(path:str|Path, sr:int=SR, facts:dict|None=None) -> np.ndarray:
     return np.concatenate(list(decode_blocks(path, sr, facts)))
 
 def check_span(start_s:float|None, end_s:float|None):
-    "Raise `ValueError` naming the option unless the span is possible in some file (start >= 0, start < end)."
+    "Raise `ValueError` naming the option unless the span is possible in some file (finite, start >= 0, start < end)."
+    import math
+    for name, v in (('--start', start_s), ('--end', end_s)):
+        if v is not None and not math.isfinite(v): raise ValueError(f"{name} must be a finite number of seconds, got {v}.")
     if start_s is not None and not start_s >= 0: raise ValueError(f"--start must be 0 or more (seconds), got {start_s:g}.")
     if end_s is not None and not end_s > 0: raise ValueError(f"--end must be more than 0 (seconds), got {end_s:g}.")
     if start_s is not None and end_s is not None and not start_s < end_s:
@@ -214,6 +242,7 @@ def query_waveform(path:str|Path, # the query clip
     or silent file, or a span outside it. Decoded a block at a time: a span of a long recording costs only the span."""
     check_span(start_s, end_s)
     if not Path(path).exists(): raise QueryError(f"The query {path} does not exist. Check the path.")
+    if (kind := special_file(path)): raise QueryError(f"The query {path} is {kind}, not a regular file: refused (never opened).")
     a = 0 if start_s is None else int(round(start_s*sr)); b = None if end_s is None else int(round(end_s*sr))
     parts, n = [], 0
     try:
@@ -266,23 +295,27 @@ def embed_files(paths:list, # audio files
     `segments`: per kept file (start_s, end_s, vectors) of its windows, or None where they went to `stage` instead."""
     emb = _embedder_here(embedder)
     if segments and not supports_segments(emb): segments = None
-    vecs, waves, problems, warns, seconds, segs = {}, {}, [], [], {}, {}
+    vecs, waves, problems, warns, seconds, segs, status = {}, {}, [], [], {}, {}, {}
+    def measured(blocks, acc):  # samples and their energy, counted as they stream by
+        for y in blocks: acc[0] += len(y); acc[1] += float(np.square(y, dtype=np.float64).sum()); yield y
     def pooler(i, sink=None) -> SegmentPooler:
         if sink is None: sink = segs.setdefault(i, SegmentCollector())
         return SegmentPooler(emb, segments['window'], segments['hop'], sink)
     for i, p in enumerate(paths):
-        facts = {}
+        facts, acc = {}, [0, 0.]
         try:
             if _is_long(p, long_seconds):
                 sp = pooler(i, stage(i) if stage is not None else None) if segments else None
-                vecs[i] = np.asarray(emb.embed_long(decode_blocks(p, sr, facts), **({'on_units': sp.feed} if sp else {})),
-                                     np.float32)
+                vecs[i] = np.asarray(emb.embed_long(measured(decode_blocks(p, sr, facts), acc),
+                                                    **({'on_units': sp.feed} if sp else {})), np.float32)
                 if sp: sp.finish()
-            else: waves[i] = pad_to_patches(decode_audio(p, sr, facts), PATCH_SAMPLES, HOP_SAMPLES)
+            else:
+                y = decode_audio(p, sr, facts); acc = [len(y), float(np.square(y, dtype=np.float64).sum())]
+                waves[i] = pad_to_patches(y, PATCH_SAMPLES, HOP_SAMPLES)
         except AudioError as e: problems.append((str(p), str(e))); segs.pop(i, None); continue
         except Exception as e:  # a decoder or model failing half-way through a file
             problems.append((str(p), f"{p} could not be decoded ({type(e).__name__}: {e})")); segs.pop(i, None); continue
-        seconds[i] = facts['seconds']
+        seconds[i], status[i] = facts['seconds'], content_status(*acc)
         if facts.get('truncated'): warns.append((str(p), facts['truncated']))
     if waves:
         order = list(waves)
@@ -297,7 +330,8 @@ def embed_files(paths:list, # audio files
     bad = ~np.isfinite(X).all(1)
     for j in np.flatnonzero(bad): problems.append((str(paths[ok[j]]), f"{paths[ok[j]]}: the model returned NaN/inf."))
     keep = [o for o, b in zip(ok, bad) if not b]
-    out = dict(vectors=l2_normalise(X[~bad]), ok=keep, problems=problems, warnings=warns, seconds=[seconds[i] for i in keep])
+    out = dict(vectors=l2_normalise(X[~bad]), ok=keep, problems=problems, warnings=warns, seconds=[seconds[i] for i in keep],
+               status=[status[i] for i in keep])  # 'ok', or `UNSEARCHABLE`: 'silent', 'too_short'
     if segments: out['segments'] = [segs[i].result() if i in segs else None for i in keep]
     return out
 
@@ -384,7 +418,9 @@ def read_labels(labels:str|Path|dict|None, # CSV path, 'esc50', a {file name or 
         from audio_latent.data import esc50_catalogue
         cat = esc50_catalogue()
         return dict(zip(cat.stem, cat.category))
-    df = pd.read_csv(labels, dtype=str)
+    try: df = pd.read_csv(labels, dtype=str)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"Labels file {labels} is not UTF-8 text ({e.reason} at byte {e.start}): save it as UTF-8 CSV.") from None
     cols = {c.lower(): c for c in df.columns}
     key = next((cols[c] for c in ('filename', 'file', 'path') if c in cols), None)
     val = next((cols[c] for c in ('label', 'category', 'class') if c in cols), None)

@@ -15,12 +15,12 @@ from .data import atomic_write, sha256_file
 from .store import Store, StoreError, now_utc
 from .embedders import Embedder, get_embedder, identity_of
 from .retrieval import l2_normalise
-from .ingest import QueryError, check_span, query_waveform, scan_sources
+from .ingest import UNSEARCHABLE, QueryError, check_span, query_waveform, scan_sources
 
 # %% auto #0
 __all__ = ['INDEX_FORMAT', 'ANN_THRESHOLD', 'HNSW_M', 'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'ANN_KIND', 'DEFAULT_EFFORT',
-           'IVF_RETRAIN_GROWTH', 'RESULT_COLUMNS', 'expand_queries', 'ModelMismatchError', 'make_ann_index',
-           'set_search_effort', 'AudioIndex', 'relative_to_root', 'search_index', 'search_many']
+           'IVF_RETRAIN_GROWTH', 'RESULT_COLUMNS', 'CACHE_SUM_KEY', 'expand_queries', 'ModelMismatchError',
+           'make_ann_index', 'set_search_effort', 'AudioIndex', 'relative_to_root', 'search_index', 'search_many']
 
 # %% ../nbs/07b_search.ipynb #03d0be2f
 INDEX_FORMAT = 'audio_latent.store/2'  # one SQLite file (notebook 07a); 'audio_latent.search/1' was loose files
@@ -208,9 +208,25 @@ def search(self:AudioIndex, Q:np.ndarray, # query vectors (nq, dim) or (dim,), u
     index = self.faiss_index()
     if self.kind != 'flat': set_search_effort(index, max(k, effort or self.search_effort) if self.kind == 'hnsw'
                                               else (effort or self.search_effort))
-    S, I = index.search(np.ascontiguousarray(Q), k)
+    left_out = self.unsearchable()  # silent and too-short recordings: indexed, never a result
+    kk = k if left_out is None else min(len(self), k + int(left_out.sum()))
+    if self.kind == 'hnsw': set_search_effort(index, max(kk, effort or self.search_effort))
+    S, I = index.search(np.ascontiguousarray(Q), kk)
+    if left_out is not None:
+        S2, I2 = np.full((len(Q), k), -np.inf, np.float32), np.full((len(Q), k), -1, I.dtype)
+        for r in range(len(Q)):
+            j = np.flatnonzero((I[r] >= 0) & ~left_out[np.maximum(I[r], 0)])[:k]
+            S2[r, :len(j)], I2[r, :len(j)] = S[r, j], I[r, j]
+        S, I = S2, I2
     D = np.where(I >= 0, np.maximum(1 - S, 0), np.nan).astype(np.float32)  # >= 0: no '-0.0000' from float rounding
     return D, I
+
+@patch
+def unsearchable(self:AudioIndex) -> np.ndarray|None:
+    "Per row, whether search leaves it out (status 'silent' or 'too_short'); None when no row is."
+    if 'status' not in self.files: return None
+    m = self.files.status.isin(UNSEARCHABLE).to_numpy()
+    return m if m.any() else None
 
 @patch
 def freshness(self:AudioIndex, rows:pd.DataFrame) -> list[str]:
@@ -218,7 +234,7 @@ def freshness(self:AudioIndex, rows:pd.DataFrame) -> list[str]:
     out = []
     for r in rows.to_dict('records'):
         status, size = r.get('status') or 'ok', r.get('size')
-        if status != 'ok': out.append(f"{status} (found so by the last sync)"); continue
+        if status == 'missing': out.append(f"{status} (found so by the last sync)"); continue
         known = size is not None and not pd.isna(size)
         if not known and self.path is None: out.append(''); continue
         try: st = os.stat(self.resolve(r['path']))
@@ -312,7 +328,8 @@ def search_spans(self:AudioIndex, Q:np.ndarray, # query vectors (nq, dim), unit 
     if not isinstance(index, __import__('faiss').IndexFlat):
         set_search_effort(index, max(k*spans, effort or self.search_effort) if self.ann_kind == 'hnsw' else (effort or self.search_effort))
     f_of, a, b = self.segments.file.to_numpy(), self.segments.start_s.to_numpy(), self.segments.end_s.to_numpy()
-    n_files, out = len(np.unique(f_of)), []
+    left_out = self.unsearchable()
+    n_files, out = len(np.unique(f_of if left_out is None else f_of[~left_out[f_of]])), []
     for q in l2_normalise(np.atleast_2d(np.asarray(Q, np.float32))):
         kk = min(n, max(64, 8*k*spans))
         while True:  # the first k distinct files among the nearest windows are the k files with the nearest windows
@@ -320,7 +337,9 @@ def search_spans(self:AudioIndex, Q:np.ndarray, # query vectors (nq, dim), unit 
             hits, order = {}, []
             for s_, i in zip(S[0], I[0]):
                 if i < 0: continue
-                f = int(f_of[i]); got = hits.get(f)
+                f = int(f_of[i])
+                if left_out is not None and left_out[f]: continue
+                got = hits.get(f)
                 if got is None:
                     if len(order) == k: continue
                     hits[f] = got = []; order.append(f)
@@ -421,16 +440,16 @@ def load(cls:AudioIndex, path:str|Path) -> 'AudioIndex':
         b = s.build()
         if b is None: raise StoreError(f"{path} holds no index yet (its first `index` run stopped before committing "
                                        "anything). Run `audio-latent index DIR --index FOLDER` again.")
-        files, commit, token, dim = s.files(b['id']), s.commit(), s.token(), int(b['model']['dim'])
-        X = _cached_vectors(path/f'vectors-{token}.npy', (len(files), dim))
+        files, commit, token, dim, meta = s.files(b['id']), s.commit(), s.token(), int(b['model']['dim']), s.meta()
+        X = _cached_vectors(path/f'vectors-{token}.npy', (len(files), dim), meta)
         fresh = X is None
         if fresh: X = s.vectors(b['id'], dim)
         segs = s.segments(b['id'])
-        SX = _cached_vectors(path/f'segments-{token}.npy', (len(segs), dim)) if len(segs) else np.zeros((0, dim), np.float32)
+        SX = _cached_vectors(path/f'segments-{token}.npy', (len(segs), dim), meta) if len(segs) else np.zeros((0, dim), np.float32)
         seg_fresh = SX is None
         if seg_fresh: SX = s.segment_vectors(b['id'], dim)
-    if fresh: _write_cache(path/f'vectors-{token}.npy', lambda f: _save_npy(f, X), 'vectors-*.npy')
-    if seg_fresh: _write_cache(path/f'segments-{token}.npy', lambda f: _save_npy(f, SX), 'segments-*.npy')
+    if fresh: _write_checked_cache(path, f'vectors-{token}.npy', X, 'vectors-')
+    if seg_fresh and len(segs): _write_checked_cache(path, f'segments-{token}.npy', SX, 'segments-')
     segs['file'] = pd.Index(files.path).get_indexer(segs.path)  # paths are unique in a build
     secs = files.seconds.to_numpy(float)[segs.file.to_numpy()] if len(segs) else np.zeros(0)
     segs['end_s'] = np.where(np.isfinite(secs), np.minimum(segs.end_s, secs), segs.end_s)  # the padding is no sound
@@ -444,16 +463,50 @@ def load(cls:AudioIndex, path:str|Path) -> 'AudioIndex':
 
 
 # %% ../nbs/07b_search.ipynb #63c5c5d1
-def _cached_vectors(file:Path, shape:tuple) -> np.ndarray|None:
-    "The memory-mapped vectors cache of a commit, or None (absent, or damaged: then with a warning)."
+CACHE_SUM_KEY = 'cache_sha256:'  # + the cache file's name: a meta row of the store, written with the cache
+
+def _digest(X:np.ndarray) -> str:
+    "SHA-256 of an array's float32 bytes, read in blocks (a memory-mapped cache is not loaded whole)."
+    import hashlib
+    h = hashlib.sha256(); h.update(repr(X.shape).encode())
+    X = X.reshape(X.shape[0], int(np.prod(X.shape[1:]))) if X.ndim else X.reshape(1, 1)
+    for i in range(0, len(X), 16384): h.update(np.ascontiguousarray(X[i:i+16384], np.float32).tobytes())
+    return h.hexdigest()
+
+def _cached_vectors(file:Path, shape:tuple, meta:dict|None=None) -> np.ndarray|None:
+    """The memory-mapped vectors cache of a commit, or None (absent, without a recorded checksum, or damaged: then with
+    a warning). Its SHA-256 must be the one the store recorded when the cache was written (`meta`)."""
     if not file.is_file(): return None
+    expected = None if meta is None else meta.get(CACHE_SUM_KEY + file.name)
+    if meta is not None and expected is None: return None  # written before checksums were recorded: rebuilt quietly
     try:
         X = np.load(file, mmap_mode='r')
         if X.shape != shape or X.dtype != np.float32: raise ValueError(f"shape {X.shape} {X.dtype}, expected {shape} float32")
+        if expected is not None and _digest(X) != expected: raise ValueError("its checksum is not the one the index recorded")
         return X
     except (OSError, ValueError, EOFError) as e:
         warnings.warn(f"The vectors cache {file} is damaged ({str(e)[:100]}); read from the index instead.")
         return None
+
+def _record_sum(folder:Path, name:str, digest:str, prefix:str) -> bool:
+    "Record a cache file's checksum in the store's meta table (older ones of `prefix` go); False if the store is not writable."
+    import sqlite3
+    from audio_latent.store import DB_NAME
+    try:
+        con = sqlite3.connect(str(Path(folder)/DB_NAME), timeout=10, isolation_level=None)
+        try:
+            con.execute('BEGIN IMMEDIATE')
+            con.execute('DELETE FROM meta WHERE key LIKE ? AND key != ?', (CACHE_SUM_KEY + prefix + '%', CACHE_SUM_KEY + name))
+            con.execute('INSERT OR REPLACE INTO meta VALUES (?, ?)', (CACHE_SUM_KEY + name, digest))
+            con.execute('COMMIT')
+        finally: con.close()
+        return True
+    except sqlite3.Error: return False
+
+def _write_checked_cache(folder:Path, name:str, X:np.ndarray, prefix:str):
+    "Write a vectors cache with its checksum recorded in the store first (no checksum, no cache: it would not be trusted)."
+    if _record_sum(folder, name, _digest(X), prefix):
+        _write_cache(Path(folder)/name, lambda f: _save_npy(f, X), f'{prefix}*.npy')
 
 def _save_npy(file:Path, X:np.ndarray):
     with open(file, 'wb') as f: np.save(f, X)  # a path not ending in .npy would get the suffix added

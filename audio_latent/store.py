@@ -95,7 +95,12 @@ class Store:
                  readonly:bool=False, # open for reading only (search, info)
                 ):
         self.folder = Path(folder); self.db = self.folder/DB_NAME
+        if self.folder.exists() and not self.folder.is_dir():
+            raise NotADirectoryError(f"--index {self.folder} is a file, not an index folder. Give the folder that holds {DB_NAME}.")
         if not self.db.is_file(): raise FileNotFoundError(no_index_message(self.folder))
+        if self.db.stat().st_size == 0:  # opened for writing, SQLite would quietly make it an empty database
+            raise StoreError(f"{self.db} is empty (0 bytes): its creation was interrupted or the file was truncated. Move it "
+                             f"away and build the index again with `audio-latent index DIR --index {self.folder}`.")
         if not readonly and not (os.access(self.folder, os.W_OK) and os.access(self.db, os.W_OK)):
             raise _translate(sqlite3.OperationalError('the folder or index.db is read-only'), self.folder)
         try:
@@ -114,6 +119,8 @@ class Store:
     def create(cls, folder:str|Path) -> 'Store':
         "Open the store in `folder`, creating the folder and an empty database (in one transaction) if needed."
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"--index {folder} is a file, not a folder: give the index folder (it is created if missing).")
         try:
             folder.mkdir(parents=True, exist_ok=True)
             con = _connect(folder/DB_NAME)
@@ -424,9 +431,22 @@ def read_v1(folder:str|Path) -> tuple[dict, np.ndarray, pd.DataFrame]:
                          "`audio-latent index DIR --index FOLDER --force`.") from None
     try: files = pd.read_csv(folder/'files.csv', dtype={'path': str, 'sha256': str, 'label': str}, keep_default_na=False)
     except (OSError, ValueError) as e: raise StoreError(f"{folder/'files.csv'} cannot be read ({e}).") from None
+    if (missing := [c for c in ('path', 'sha256', 'seconds') if c not in files.columns]):
+        raise StoreError(f"{folder/'files.csv'} lacks the column(s) {', '.join(missing)} (it has {', '.join(map(str, files.columns))}): "
+                         "nothing was migrated. Rebuild the index with `audio-latent index DIR --index FOLDER --force`.")
+    if 'label' not in files.columns: files['label'] = ''
+    if (dup := files.path[files.path.duplicated()]).size:
+        raise StoreError(f"{folder/'files.csv'} lists {dup.nunique()} path(s) more than once (e.g. {dup.iloc[0]}): nothing "
+                         "was migrated. Remove the repeated rows (and their vectors) or rebuild the index with --force.")
+    if not pd.to_numeric(files.seconds, errors='coerce').notna().all():
+        raise StoreError(f"{folder/'files.csv'} has a 'seconds' value that is not a number: nothing was migrated.")
     if X.ndim != 2 or X.shape != (len(files), int(model['dim'])):
         raise StoreError(f"{folder}: vectors.npy is {X.shape} but files.csv has {len(files)} rows of a {model['dim']}-d "
                          "model: the files come from different runs. Rebuild the index with `--force`.")
+    if not np.isfinite(X).all():
+        bad = np.flatnonzero(~np.isfinite(X).all(1))
+        raise StoreError(f"{folder/'vectors.npy'} holds NaN or infinite values in {len(bad)} row(s) (e.g. {files.path.iloc[bad[0]]}): "
+                         "nothing was migrated. Rebuild the index with `audio-latent index DIR --index FOLDER --force`.")
     return meta, X.astype(np.float32), files
 
 def migrate_v1(folder:str|Path) -> int:
@@ -437,18 +457,23 @@ def migrate_v1(folder:str|Path) -> int:
     settings = {k: meta[k] for k in ('ann_threshold', 'ann_kind', 'search_effort') if meta.get(k) is not None}
     tmp = folder/f'.{DB_NAME}.migrating'
     shutil.rmtree(tmp, ignore_errors=True)  # a migration killed earlier
-    s = Store.create(tmp)  # a folder of its own, moved into place when complete
-    with s.write():
-        b = s.new_build(meta['model'], meta.get('root'), settings, live=True)
-        s.put(b, [dict(path=r.path, size=None, mtime_ns=None, sha256=r.sha256, seconds=float(r.seconds), label=r.label,
-                       status='ok', vector=X[i]) for i, r in enumerate(files.itertuples())])
-        s.promote(b)
-    s.con.execute('PRAGMA journal_mode=DELETE'); s.close()  # one self-contained file to move
-    os.replace(tmp/DB_NAME, folder/DB_NAME)
-    for name in ('index.json', 'vectors.npy', 'files.csv', 'ann.faiss'):
-        if (folder/name).exists(): os.replace(folder/name, folder/f'{name}.v1')
-    shutil.rmtree(tmp, ignore_errors=True)
-    return len(files)
+    try:
+        s = Store.create(tmp)  # a folder of its own, moved into place when complete
+        try:
+            with s.write():
+                b = s.new_build(meta['model'], meta.get('root'), settings, live=True)
+                s.put(b, [dict(path=r.path, size=None, mtime_ns=None, sha256=r.sha256, seconds=float(r.seconds), label=r.label,
+                               status='ok', vector=X[i]) for i, r in enumerate(files.itertuples())])
+                s.promote(b)
+                n = s.count(b)
+            if n != len(files): raise StoreError(f"{folder}: {len(files)} rows but {n} stored: nothing was migrated.")
+            s.con.execute('PRAGMA journal_mode=DELETE')  # one self-contained file to move
+        finally: s.close()
+        os.replace(tmp/DB_NAME, folder/DB_NAME)
+        for name in ('index.json', 'vectors.npy', 'files.csv', 'ann.faiss'):
+            if (folder/name).exists(): os.replace(folder/name, folder/f'{name}.v1')
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return n
 
 # %% ../nbs/07a_store.ipynb #3c85aa93
 def markdown_table(df:pd.DataFrame, index:bool=False) -> str:

@@ -14,12 +14,12 @@ from tqdm.auto import tqdm
 from .data import sha256_file
 from .store import Store, StoreError, new_stage, no_index_message
 from .embedders import Embedder, get_embedder, identity_of
-from .ingest import (SEGMENT_WINDOW, STAGE_ROWS, _embedder_here, _label_for, audio_suffixes, embed_files,
+from .ingest import (SEGMENT_WINDOW, STAGE_ROWS, UNSEARCHABLE, _embedder_here, _label_for, audio_suffixes, embed_files,
                                  read_labels, scan_sources, segment_hop, supports_segments)
 from .search import (ANN_KIND, ANN_THRESHOLD, DEFAULT_EFFORT, AudioIndex, _describe, relative_to_root)
 
 # %% auto #0
-__all__ = ['plan_update', 'index_folder', 'add_to_index', 'sync_index']
+__all__ = ['plan_update', 'DropRefused', 'index_folder', 'add_to_index', 'sync_index']
 
 # %% ../nbs/07b_update.ipynb #c46f988a
 def _hash_files(paths:list, progress:bool=True) -> list:
@@ -103,13 +103,13 @@ def plan_update(known:pd.DataFrame, # the build's rows (path, size, mtime_ns, sh
         old = by_path.get(rel)
         if old is not None and _same_stat(old, size, mtime):
             plan['unchanged'] += 1
-            if old['status'] != 'ok': plan['revived'].append(rel)
+            if old['status'] == 'missing': plan['revived'].append(rel)
         else: to_hash.append((p, rel, size, mtime, old))
     hashed = list(zip(to_hash, _hash_files([t[0] for t in to_hash], progress)))
     leaving = set(plan['removed']) | {t[1] for t, h in hashed if t[4] is not None and not isinstance(h, OSError)
                                        and t[4]['sha256'] != h}
     staying = set(plan['revived']) | {t[1] for t, h in hashed if t[4] is not None and t[4]['sha256'] == h}
-    known_sha = {r['sha256'] for rel, r in by_path.items() if rel not in leaving and (r['status'] == 'ok' or rel in staying)}
+    known_sha = {r['sha256'] for rel, r in by_path.items() if rel not in leaving and (r['status'] != 'missing' or rel in staying)}
     seen = set()
     for (p, rel, size, mtime, old), h in hashed:
         if isinstance(h, OSError): plan['problems'].append((str(p), f"cannot be read ({h.strerror}): skipped.")); continue
@@ -122,20 +122,36 @@ def plan_update(known:pd.DataFrame, # the build's rows (path, size, mtime_ns, sh
     return plan
 
 # %% ../nbs/07b_update.ipynb #7b26702d
+class DropRefused(ValueError):
+    "An update or rebuild that would drop all, or more than half, of an index's recordings (an unmounted drive?)."
+
+def _too_many(n_gone:int, n_known:int) -> bool:
+    "All, or more than half, of `n_known` recordings."
+    return n_known > 0 and n_gone > 0 and (n_gone == n_known or 2*n_gone > n_known)
+
+def _drop_message(verb:str, n_gone:int, n_known:int, index_path, where) -> str:
+    return (f"{verb} would drop {n_gone} of the {n_known} recording(s) of {index_path} ({'all of them' if n_gone == n_known else 'more than half'}): "
+            f"their files are not under {where}. Is the archive's drive mounted? Nothing was changed. If they really are "
+            "gone, run again with --allow-drop" + (" (or --keep-removed to mark them missing)." if verb != 'index --force' else "."))
+
 def _run_update(store:Store, build:int, embedder:Embedder, sources, labels, batch_size:int, dask_client, progress:bool,
-                scope:list|None, keep_removed:bool=False) -> dict:
+                scope:list|None, keep_removed:bool=False, allow_drop:bool=False) -> dict:
     """Bring `build` up to date with `sources`: drop (or mark) vanished files and refresh touched ones in one commit,
     then embed new and changed files and commit each batch as it is done. Returns the run's summary."""
     t0 = time.perf_counter()
     client, close = _open_client(dask_client)  # an unreachable scheduler is named before any work
-    try: return _update_with(store, build, embedder, sources, labels, batch_size, client, progress, scope, keep_removed, t0)
+    try: return _update_with(store, build, embedder, sources, labels, batch_size, client, progress, scope, keep_removed, t0, allow_drop)
     finally:
         if close: close()
 
-def _update_with(store, build, embedder, sources, labels, batch_size, dask_client, progress, scope, keep_removed, t0) -> dict:
+def _update_with(store, build, embedder, sources, labels, batch_size, dask_client, progress, scope, keep_removed, t0,
+                 allow_drop=False) -> dict:
     paths, problems = scan_sources(sources) if sources else ([], [])
     with store.snapshot(): b, known = store.build(build), store.files(build)
     plan = plan_update(known, paths, b['root'], scope, progress)
+    if not keep_removed and not allow_drop and _too_many(len(plan['removed']), len(known)):
+        raise DropRefused(_drop_message('this run', len(plan['removed']), len(known), store.folder,
+                                        ', '.join(map(str, scope or [b['root']]))))
     problems += plan['problems']
     if plan['removed'] or plan['restat'] or plan['revived']:
         with store.write():
@@ -143,7 +159,7 @@ def _update_with(store, build, embedder, sources, labels, batch_size, dask_clien
             else: store.delete(build, plan['removed'])
             for it in plan['restat']: store.set_stat(build, it['path'], it['size'], it['mtime_ns'])
             store.mark(build, plan['revived'], 'ok')
-    lookup, items, warns, embedded = read_labels(labels), {str(it['file']): it for it in plan['embed']}, [], 0
+    lookup, items, warns, embedded, unsearchable = read_labels(labels), {str(it['file']): it for it in plan['embed']}, [], 0, []
     changed = set(plan['changed'])
     segments = b['settings'].get('segments') if supports_segments(embedder) and store.has_segments else None
     if segments:
@@ -160,7 +176,8 @@ def _update_with(store, build, embedder, sources, labels, batch_size, dask_clien
                 it = items[batch[i]]
                 rows.append(dict(path=it['path'], size=it['size'], mtime_ns=it['mtime_ns'], sha256=it['sha256'],
                                  seconds=round(float(r['seconds'][j]), 3), label=_label_for(lookup, it['path']) or it['label'],
-                                 status='ok', vector=r['vectors'][j]))
+                                 status=r.get('status', ['ok']*len(r['ok']))[j], vector=r['vectors'][j]))
+                if rows[-1]['status'] != 'ok': unsearchable.append((it['path'], rows[-1]['status']))
                 if segments:  # in memory, or staged while the file streamed (then handed over in this commit)
                     if r['segments'][j] is not None: rows[-1]['segments'] = r['segments'][j]
                     else: rows[-1]['stage'] = f'{run}|{b_}|{i}'
@@ -176,7 +193,7 @@ def _update_with(store, build, embedder, sources, labels, batch_size, dask_clien
     return dict(found=len(paths), embedded=embedded, changed=plan['changed'], removed=plan['removed'],
                 kept_removed=keep_removed, refreshed=len(plan['restat']), unchanged=plan['unchanged'],
                 already_indexed=plan['unchanged'] + len(plan['restat']) + plan['already_indexed'],
-                duplicates=plan['duplicates'], problems=problems, warnings=warns,
+                duplicates=plan['duplicates'], problems=problems, warnings=warns, unsearchable=unsearchable,
                 seconds=time.perf_counter() - t0, n=n)
 
 class _StageSink:
@@ -210,12 +227,15 @@ def index_folder(folder:str|Path, # the archive: every audio file under it is in
                  segment_window:int|None=SEGMENT_WINDOW, # patches per window (0.48 s hop); 0 or None: no windows
                  overwrite:bool=False, # build a new index in place of an existing one (live only once complete)
                  progress:bool=True, # show progress bars
+                 allow_drop:bool=False, # let `overwrite` drop all, or more than half, of the old index's recordings
                 ) -> AudioIndex:
     """Embed every audio file under `folder` into the index at `index_path`, committing every batch. Running it again
     after an interruption resumes the unfinished build; with `overwrite`, the old index serves searches until the new
     one is complete."""
     index_path, folder = Path(index_path), Path(folder)
     if not folder.is_dir(): raise NotADirectoryError(f"{folder} is not a folder. Give the archive folder to index.")
+    if index_path.exists() and not index_path.is_dir():
+        raise NotADirectoryError(f"--index {index_path} is a file, not a folder: give the index folder (it is created if missing).")
     if ann_kind not in DEFAULT_EFFORT: raise ValueError(f"ann_kind must be one of {list(DEFAULT_EFFORT)}, got {ann_kind!r}.")
     emb = get_embedder(model)
     model_d, root = dict(identity_of(emb), spec=getattr(emb, 'spec', None)), str(folder.resolve())
@@ -238,6 +258,10 @@ def index_folder(folder:str|Path, # the archive: every audio file under it is in
                 if not same or same[-1]['id'] != live['id']:
                     raise FileExistsError(f"{index_path} holds an unfinished index of {live['root']} with "
                                           f"{_describe(live['model'])}: run that command again to resume it, or --force.")
+            if overwrite and live is not None and not allow_drop:
+                with s.snapshot(): old = list(s.files(live['id']).path)
+                gone = _dropped_by_rebuild(old, live['root'], folder)
+                if _too_many(gone, len(old)): raise DropRefused(_drop_message('index --force', gone, len(old), index_path, folder))
             if same: build = same[-1]['id']  # resume: committed files are skipped as unchanged
             else:
                 with s.write(): build = s.new_build(model_d, root, settings, live=live is None)
@@ -251,6 +275,15 @@ def index_folder(folder:str|Path, # the archive: every audio file under it is in
                 warnings.warn(f"No audio files found under {folder} (looked for {', '.join(sorted(audio_suffixes()))}).")
             with s.write(): s.promote(build)
     return _loaded(index_path, summary)
+
+def _dropped_by_rebuild(old:list, old_root:str|None, folder:Path) -> int:
+    "How many of the live build's paths a rebuild of `folder` would not hold again (gone, or outside `folder`); stat only."
+    top, n = Path(os.path.realpath(folder)), 0
+    for p in old:
+        full = Path(p) if Path(p).is_absolute() or old_root is None else Path(old_root)/p
+        kept = os.path.exists(full) and (Path(p).is_absolute() or _under(Path(os.path.realpath(full)), [top]))
+        n += not kept
+    return n
 
 def _tell(message:str): print(message, file=sys.stderr, flush=True)
 
@@ -273,6 +306,7 @@ def add_to_index(index_path:str|Path, # an existing index folder
                  batch_size:int=32, dask_client=None, progress:bool=True,
                  model:str|Embedder|None=None, # default: the index's own model; any other is refused
                  keep_removed:bool=False, # mark files vanished from the given folders 'missing' instead of dropping them
+                 allow_drop:bool=False, # drop them even when they are all, or more than half, of the index
                 ) -> AudioIndex:
     """Embed the files the index lacks, re-embed those changed since indexing (size/mtime, then hash), drop those gone
     from the given folders; committed batch by batch. Old vectors of unchanged files are not recomputed."""
@@ -282,12 +316,13 @@ def add_to_index(index_path:str|Path, # an existing index folder
         emb = _embedder_here(b['model'].get('spec')) if model is None else get_embedder(model)
         AudioIndex(b['model']).check_model(identity_of(emb))
         scope = [Path(x) for x in sources if Path(x).is_dir()]
-        summary = _run_update(s, b['id'], emb, sources, labels, batch_size, dask_client, progress, scope, keep_removed)
+        summary = _run_update(s, b['id'], emb, sources, labels, batch_size, dask_client, progress, scope, keep_removed, allow_drop)
     return _loaded(index_path, summary)
 
 def sync_index(index_path:str|Path, # an existing index folder
                keep_removed:bool=False, # mark vanished files 'missing' (searches say so) instead of dropping them
                labels:str|Path|dict|None=None, batch_size:int=32, dask_client=None, progress:bool=True,
+               allow_drop:bool=False, # drop vanished files even when they are all, or more than half, of the index
               ) -> AudioIndex:
     "Bring the whole index up to date with its archive folder: new files added, changed ones re-embedded, vanished ones dropped."
     with _writable(index_path) as s, s.run_lock('sync', _tell):
@@ -297,6 +332,7 @@ def sync_index(index_path:str|Path, # an existing index folder
                                      "sync refuses to drop every recording: mount it, or give the files to `add`.")
         with s.snapshot(): outside = [p for p in s.files(b['id']).path if Path(p).is_absolute() and Path(p).exists()]
         emb = _embedder_here(b['model'].get('spec'))
-        summary = _run_update(s, b['id'], emb, [root] + outside, labels, batch_size, dask_client, progress, None, keep_removed)
+        summary = _run_update(s, b['id'], emb, [root] + outside, labels, batch_size, dask_client, progress, None, keep_removed,
+                              allow_drop)
     return _loaded(index_path, summary)
 
