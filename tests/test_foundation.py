@@ -21,9 +21,12 @@ def test_catalogue_labels(catalogue):
 def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv('AUDIO_LATENT_DATA', str(tmp_path/'no-data-here'))
     monkeypatch.setenv('AUDIO_LATENT_CACHE', str(tmp_path/'cache'))
+    import audio_latent.data as data
+    assert find_esc50().name == 'ESC-50'       # settings.ini's data_path (../shared/data) still finds it
+    monkeypatch.setattr(data, 'settings_data_path', lambda root=None: tmp_path/'nor-here')   # a project whose data_path is wrong
     with pytest.raises(FileNotFoundError) as e: find_esc50()
     msg = str(e.value)
-    assert 'no-data-here' in msg and str(tmp_path/'cache') in msg and 'AUDIO_LATENT_DATA' in msg and 'download_esc50' in msg
+    assert 'no-data-here' in msg and 'nor-here' in msg and str(tmp_path/'cache') in msg and 'AUDIO_LATENT_DATA' in msg and 'download_esc50' in msg
 
 
 def test_real_clips_shapes_and_ranges(catalogue):
