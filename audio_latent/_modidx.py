@@ -271,6 +271,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                      'audio_latent.ingest.ffmpeg_path': ('ingest.html#ffmpeg_path', 'audio_latent/ingest.py'),
                                      'audio_latent.ingest.find_audio_files': ('ingest.html#find_audio_files', 'audio_latent/ingest.py'),
                                      'audio_latent.ingest.ogg_complete': ('ingest.html#ogg_complete', 'audio_latent/ingest.py'),
+                                     'audio_latent.ingest.query_is_long': ('ingest.html#query_is_long', 'audio_latent/ingest.py'),
+                                     'audio_latent.ingest.query_vector': ('ingest.html#query_vector', 'audio_latent/ingest.py'),
                                      'audio_latent.ingest.query_waveform': ('ingest.html#query_waveform', 'audio_latent/ingest.py'),
                                      'audio_latent.ingest.read_labels': ('ingest.html#read_labels', 'audio_latent/ingest.py'),
                                      'audio_latent.ingest.rms_dbfs': ('ingest.html#rms_dbfs', 'audio_latent/ingest.py'),

@@ -18,8 +18,9 @@ from .retrieval import l2_normalise
 __all__ = ['FFMPEG_SUFFIXES', 'SR', 'SILENCE_DBFS', 'BLOCK_SECONDS', 'LONG_SECONDS', 'TRUNCATION_TOLERANCE', 'UNSEARCHABLE',
            'SEGMENT_WINDOW', 'STAGE_ROWS', 'audio_suffixes', 'ffmpeg_path', 'special_file', 'scan_sources',
            'find_audio_files', 'content_status', 'QueryError', 'rms_dbfs', 'wav_declared_frames', 'ogg_complete',
-           'decode_blocks', 'decode_audio', 'check_span', 'query_waveform', 'embed_files', 'segment_hop',
-           'supports_segments', 'segment_starts', 'window_span_s', 'SegmentCollector', 'SegmentPooler', 'read_labels']
+           'decode_blocks', 'decode_audio', 'check_span', 'query_waveform', 'embed_files', 'query_is_long',
+           'query_vector', 'segment_hop', 'supports_segments', 'segment_starts', 'window_span_s', 'SegmentCollector',
+           'SegmentPooler', 'read_labels']
 
 # %% ../nbs/07_ingest.ipynb #a3215a94
 _SUFFIXES = {'WAV': 'wav wave', 'WAVEX': 'wav', 'FLAC': 'flac', 'OGG': 'ogg oga opus', 'MP3': 'mp3',
@@ -334,6 +335,45 @@ def embed_files(paths:list, # audio files
                status=[status[i] for i in keep])  # 'ok', or `UNSEARCHABLE`: 'silent', 'too_short'
     if segments: out['segments'] = [segs[i].result() if i in segs else None for i in keep]
     return out
+
+# %% ../nbs/07_ingest.ipynb #27cd3914
+def query_is_long(path:str|Path, start_s:float|None=None, end_s:float|None=None, # the query and its span
+                  long_seconds:float=LONG_SECONDS) -> bool:
+    "Whether the query (its span) is longer than `long_seconds` by the file's header (unknown length: long)."
+    import soundfile as sf
+    try: total = sf.info(str(path)).duration
+    except Exception: return True
+    return (min(end_s, total) if end_s is not None else total) - (start_s or 0.) > long_seconds
+
+def query_vector(embedder, # an `Embedder` (or anything with `embed` and `embed_long`)
+                 path:str|Path, # the query file
+                 start_s:float|None=None, end_s:float|None=None, # its span (seconds; default: all of it)
+                 long_seconds:float=LONG_SECONDS, # longer queries (or spans) are embedded as a stream
+                 sr:int=SR) -> np.ndarray:
+    "The query's vector; `QueryError` for a query `query_waveform` refuses. Memory is flat in the query's length."
+    check_span(start_s, end_s)
+    if not Path(path).exists(): raise QueryError(f"The query {path} does not exist. Check the path.")
+    if (kind := special_file(path)): raise QueryError(f"The query {path} is {kind}, not a regular file: refused (never opened).")
+    if not query_is_long(path, start_s, end_s, long_seconds):
+        return np.asarray(embedder.embed([query_waveform(path, sr, start_s=start_s, end_s=end_s)]))[0]
+    a = 0 if start_s is None else int(round(start_s*sr)); b = None if end_s is None else int(round(end_s*sr))
+    acc = [0, 0., 0]   # samples in the span, their energy, samples decoded
+    def span_blocks():
+        try:
+            for y in decode_blocks(path, sr):
+                n = acc[2]; lo, hi = max(a - n, 0), len(y) if b is None else min(max(b - n, 0), len(y)); acc[2] += len(y)
+                if hi > lo:
+                    part = y[lo:hi]; acc[0] += len(part); acc[1] += float(np.square(part, dtype=np.float64).sum()); yield part
+                if b is not None and acc[2] >= b: return
+        except AudioError as e:
+            raise QueryError(f"The query {path} is not an audio file that can be read ({e}).") from None
+    v = np.asarray(embedder.embed_long(span_blocks()))
+    what = f"The span {a/sr:g}-{(acc[2] if b is None else min(b, acc[2]))/sr:g} s of the query {path}" if (start_s or end_s) else f"The query {path}"
+    if start_s is not None and a >= acc[2]: raise QueryError(f"--start {start_s:g} s is past the end of the query {path} ({acc[2]/sr:.2f} s long).")
+    if acc[0] < PATCH_SAMPLES: raise QueryError(f"{what} is {acc[0]/sr:.3f} s long; a query needs at least one patch of {PATCH_SAMPLES/sr:.3f} s.")
+    level = 10*np.log10(acc[1]/acc[0]) if acc[1] > 0 else -np.inf
+    if level < SILENCE_DBFS: raise QueryError(f"{what} is silent (RMS {level:.1f} dBFS, below {SILENCE_DBFS:.0f} dBFS): there is no sound to search for.")
+    return v
 
 # %% ../nbs/07_ingest.ipynb #6bcf15ea
 SEGMENT_WINDOW = 2  # patches: 1.455 s windows every 0.48 s, chosen on folds 1-4 by the rule of "Choosing the window"

@@ -15,7 +15,7 @@ from .data import atomic_write, sha256_file
 from .store import Store, StoreError, now_utc
 from .embedders import Embedder, get_embedder, identity_of
 from .retrieval import l2_normalise
-from .ingest import UNSEARCHABLE, QueryError, check_span, query_waveform, scan_sources
+from .ingest import UNSEARCHABLE, QueryError, check_span, query_is_long, query_vector, query_waveform, scan_sources
 
 # %% auto #0
 __all__ = ['INDEX_FORMAT', 'ANN_THRESHOLD', 'HNSW_M', 'HNSW_EF_CONSTRUCTION', 'HNSW_EF_SEARCH', 'ANN_KIND', 'DEFAULT_EFFORT',
@@ -266,8 +266,7 @@ def search_file(self:AudioIndex, query:str|Path, # an audio file
     if int(k) < 1: raise ValueError(f"k must be at least 1 (how many neighbours to return), got {k}.")
     emb = self.embedder() if embedder is None else get_embedder(embedder)
     self.check_model(identity_of(emb))  # refuse before spending time on the query
-    y = query_waveform(query)
-    q = emb.embed([y])
+    q = query_vector(emb, query)[None]   # a long query streamed: memory flat in its length, as when it was indexed
     D, I = self.search(q, identity_of(emb), k, effort)
     out = self.table(D[0], I[0])
     out['is_query'] = out.sha256 == sha256_file(query)
@@ -369,12 +368,16 @@ def search_files(self:AudioIndex, queries, # audio file(s) and/or folder(s) of t
     items, problems = expand_queries(queries, start_s, end_s)
     rows = []
     for g in range(0, len(items), batch):
-        ok, waves = [], []
-        for path, a, b in items[g:g+batch]:
-            try: waves.append(query_waveform(path, start_s=a, end_s=b)); ok.append((path, a, b))
+        ok, vecs, waves = [], {}, {}
+        for path, a, b in items[g:g+batch]:   # each query embedded as it was indexed: short ones in one batch, long ones streamed
+            try:
+                if query_is_long(path, a, b): vecs[len(ok)] = query_vector(emb, path, a, b)
+                else: waves[len(ok)] = query_waveform(path, start_s=a, end_s=b)
+                ok.append((path, a, b))
             except QueryError as e: problems.append((str(path), str(e)))
         if not ok: continue
-        Q = np.asarray(emb.embed(waves), np.float32)
+        if waves: vecs.update(zip(waves, np.asarray(emb.embed(list(waves.values())), np.float32)))
+        Q = np.asarray([vecs[j] for j in range(len(ok))], np.float32)
         if spans is None:
             D, I = self.search(Q, identity_of(emb), k, effort)
             hits = [[(int(i), [(None, float(d))]) for d, i in zip(Dq, Iq) if i >= 0] for Dq, Iq in zip(D, I)]
