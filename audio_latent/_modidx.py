@@ -511,6 +511,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                      'audio_latent.report.compare_with_theses': ( 'report.html#compare_with_theses',
                                                                                   'audio_latent/report.py'),
                                      'audio_latent.report.dataset_notebooks': ('report.html#dataset_notebooks', 'audio_latent/report.py'),
+                                     'audio_latent.report.development_notes': ('report.html#development_notes', 'audio_latent/report.py'),
                                      'audio_latent.report.environment_from_report': ( 'report.html#environment_from_report',
                                                                                       'audio_latent/report.py'),
                                      'audio_latent.report.exploration_root': ('report.html#exploration_root', 'audio_latent/report.py'),

@@ -22,7 +22,7 @@ __all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'DATASET_TRACKS', 'FACT_COLUMNS', 'BU
            'NotebookFailed', 'package_modules_used', 'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs',
            'check_outputs', 'seal', 'load_results', 'seed_summary', 'plot_summary', 'load_thesis_numbers',
            'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows',
-           'report_settings', 'mcnemar_results', 'run_role', 'build_report', 'main']
+           'report_settings', 'mcnemar_results', 'run_role', 'development_notes', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 class ReportError(Exception):
@@ -610,12 +610,22 @@ def _sections_experiments(results:pd.DataFrame) -> list[str]:
         out.append(f"### `{exp}`: 1-NN accuracy (precision@1) and MAP@R, mean over seeds\n\n" + _md_table(t))
     return out
 
-def run_role(selection:str, n_candidates:int, stand_in:str) -> str:
-    "A short label of how a representation was chosen, from its run record."
-    if stand_in: return 'stand-in'
-    if int(n_candidates) > 1: return 'chosen inside the training folds'
-    if 'candidate' in selection: return 'candidate (ablation)'
-    return 'fixed in advance'
+def run_role(selection:str, n_candidates:int, stand_in:str,
+             development:dict|None=None, # what was fixed during development by looking at official-fold scores (`development_notes`)
+            ) -> str:
+    "A short label of how a representation was chosen, from its run record and the declared development history."
+    role = ('stand-in' if stand_in else f'inner-fold selection among {int(n_candidates)}' if int(n_candidates) > 1 else
+            'candidate (ablation)' if 'candidate' in selection else 'fixed in advance')
+    if development:
+        role += f"; {development['what']} fixed during development after {development['runs']} runs scored on {development['folds']}"
+    return role
+
+def development_notes(params_file:str|Path|None=None) -> dict:
+    "{representation: {what, runs, folds}} from the `report: development:` block of params.yaml: settings fixed by looking at test-fold scores."
+    notes = {}
+    for d in report_settings(params_file).get('development', []) or []:
+        for r in d['representations']: notes[r] = {k: d[k] for k in ('what', 'runs', 'folds')}
+    return notes
 
 def _sections_provenance(runs:pd.DataFrame) -> list[str]:
     if runs.empty: return []
@@ -685,7 +695,9 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     results = load_results(out); runs = load_runs(out)
     labels = {r: str(u).lower() == 'true' for r, u in zip(runs.representation, runs.uses_labels)}
     stand = {r: s for r, s in zip(runs.representation, runs.stand_in.astype(str))}
-    role = {r: run_role(sel, n, st) for r, sel, n, st in zip(runs.representation, runs.selection.astype(str), runs.n_candidates, runs.stand_in.astype(str))}
+    dev = development_notes(params_file) if esc50 else {}   # the declared history is ESC-50's
+    role = {r: run_role(sel, n, st, dev.get(f'{e}/{r}', dev.get(r))) for e, r, sel, n, st in
+            zip(runs.experiment, runs.representation, runs.selection.astype(str), runs.n_candidates, runs.stand_in.astype(str))}
     summary = seed_summary(results[results.experiment != 'mcnemar'])
     summary = summary.assign(uses_labels=summary.representation.map(labels).fillna(False).astype(bool),
                              stand_in=summary.representation.map(stand).fillna(''),
@@ -707,7 +719,10 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
            "Each clip of fold *k* queries only the clips of the other folds. Sub-class 1-NN accuracy (= precision@1) with cosine "
            "distance; interval: 95% cluster bootstrap over the catalogue's groups."),
           "![summary](figures/summary_cross_fold.png)",
-          "`how_chosen`: *chosen inside the training folds* is a selected result; a *candidate* row is one option of such a "
+          "`how_chosen`: *inner-fold selection among N* is a selected result (chosen per outer fold inside its training folds); "
+          "*fixed during development after M runs scored on ...* says which settings were fixed earlier by looking at scores on "
+          "the official folds the row is tested on (declared in `reports/params.yaml`, `report: development`), so its number is "
+          "optimistic by an unknown amount; a *candidate* row is one option of such a "
           "selection scored on the test folds (an ablation: picking the best candidate row would be choosing on the test folds); "
           "*fixed in advance* had nothing to choose; a *stand-in* keeps a thesis architecture but not its training budget.",
           "### Made without labels", _md_table(summary[~summary.uses_labels][cols].reset_index(drop=True)),
