@@ -875,6 +875,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                   'audio_latent.vae._trained_chain': ('vae.html#_trained_chain', 'audio_latent/vae.py'),
                                   'audio_latent.vae.build_vae': ('vae.html#build_vae', 'audio_latent/vae.py'),
                                   'audio_latent.vae.calibrated_log_var': ('vae.html#calibrated_log_var', 'audio_latent/vae.py'),
+                                  'audio_latent.vae.checkpoint_problem': ('vae.html#checkpoint_problem', 'audio_latent/vae.py'),
+                                  'audio_latent.vae.clip_ids': ('vae.html#clip_ids', 'audio_latent/vae.py'),
                                   'audio_latent.vae.clip_images': ('vae.html#clip_images', 'audio_latent/vae.py'),
                                   'audio_latent.vae.conv_glu_block': ('vae.html#conv_glu_block', 'audio_latent/vae.py'),
                                   'audio_latent.vae.embed_clips': ('vae.html#embed_clips', 'audio_latent/vae.py'),

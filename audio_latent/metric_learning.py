@@ -568,13 +568,14 @@ def run_metric_learning(config:MLConfig, # from `load_config`
                 fold_accuracy=folds_acc)
 
 def load_data(config:MLConfig, # which clips (n_per_class, classes) and which inputs (the runs' input kinds)
-              data_dir:str|Path|None=None, # ESC-50 folder (None: $AUDIO_LATENT_DATA, then the cache)
+              data_dir=None, # a `dataset.Dataset` (its checked clips), or an ESC-50 folder (None: the usual lookup)
              )->tuple: # (catalogue, data dict)
     "The clips of a profile and the inputs its runs need (YAMNet patch embeddings always: the baselines use them)."
-    from audio_latent.data import esc50_catalogue, subset_catalogue, load_esc50_audio
+    from audio_latent.data import subset_catalogue, load_esc50_audio
+    from audio_latent.dataset import load_dataset
     from audio_latent.features import logmel
     from audio_latent import yamnet as yamnet_module
-    catalogue = esc50_catalogue(data_dir)
+    catalogue = load_dataset(data_dir).catalogue   # ESC-50 checked against its official list and recorded hashes
     if config.n_per_class or config.classes:
         catalogue = subset_catalogue(catalogue, config.n_per_class, config.classes, seed=0)
     audio, catalogue = load_esc50_audio(catalogue)

@@ -376,7 +376,7 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                 selection=pd.concat(selections, ignore_index=True) if selections else pd.DataFrame())
 
 def load_data(config:ThesisModelsConfig, # which clips (n_per_class, classes)
-              data_dir:str|Path|None=None, # ESC-50 folder (None: $AUDIO_LATENT_DATA, then the cache)
+              data_dir=None, # a `dataset.Dataset` (its checked clips), or an ESC-50 folder (None: the usual lookup)
              )->tuple: # (catalogue, {'logmel': (n, frames, 64), 'yamnet': ...})
     "The clips of a profile and their inputs: `05_metric_learning`'s loader (every appendix-A model starts from log-mel)."
     return ml.load_data(config, data_dir)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_vae.ipynb #cf5932f4
 from __future__ import annotations
-import json, os, shutil, time
+import json, os, shutil, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -12,19 +12,19 @@ import tensorflow as tf
 import keras
 from keras import layers, ops
 
-from .data import atomic_write, short_hash
+from .data import atomic_write, sha256_file, short_hash
 from .features import Standardiser
 
 # %% auto #0
-__all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'POOLING', 'MODEL_VERSION', 'HISTORY_COLUMNS', 'gaussian_nll',
-           'calibrated_log_var', 'kl_diag_gaussian', 'kl_beta', 'GLU', 'EqualisedDense', 'conv_glu_block',
-           'total_stride', 'build_vae', 'VAE', 'make_vae', 'save_checkpoint', 'load_checkpoint', 'train_vae',
-           'clip_images', 'patch_starts', 'extract_patches', 'random_patches', 'encode_mu', 'patch_latents',
-           'pool_over_time', 'standardise', 'run_key', 'VAEConfig', 'patch_settings', 'thesis_settings',
-           'stand_in_text', 'input_features', 'fit_vae', 'embed_clips', 'trained_embeddings', 'vae_code_hash',
-           'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces', 'patch_track', 'pca_reference',
-           'thesis_stand_ins', 'evaluate_vae_spaces', 'run_vae_experiment', 'thesis_scale_curve', 'thesis_step_seconds',
-           'train_in_workers']
+__all__ = ['LOG_2PI', 'ARCHITECTURES', 'MIN_LOG_VAR_X', 'CHECKPOINT_FILES', 'POOLING', 'MODEL_VERSION', 'HISTORY_COLUMNS',
+           'gaussian_nll', 'calibrated_log_var', 'kl_diag_gaussian', 'kl_beta', 'GLU', 'EqualisedDense',
+           'conv_glu_block', 'total_stride', 'build_vae', 'VAE', 'make_vae', 'checkpoint_problem', 'save_checkpoint',
+           'load_checkpoint', 'train_vae', 'clip_images', 'patch_starts', 'extract_patches', 'random_patches',
+           'encode_mu', 'patch_latents', 'pool_over_time', 'standardise', 'run_key', 'VAEConfig', 'patch_settings',
+           'thesis_settings', 'stand_in_text', 'input_features', 'clip_ids', 'fit_vae', 'embed_clips',
+           'trained_embeddings', 'vae_code_hash', 'select_epochs', 'pca_patch_embeddings', 'foldwise_spaces',
+           'patch_track', 'pca_reference', 'thesis_stand_ins', 'evaluate_vae_spaces', 'run_vae_experiment',
+           'thesis_scale_curve', 'thesis_step_seconds', 'train_in_workers']
 
 # %% ../nbs/04_vae.ipynb #6be6fe0d
 LOG_2PI = float(np.log(2 * np.pi))
@@ -195,6 +195,17 @@ def make_vae(architecture:str, input_shape:tuple, latent_dim:int=128, width:floa
 # %% ../nbs/04_vae.ipynb #f3b89e12
 def _save_atomic(write, path:Path): atomic_write(path, write)  # argument order of the hashed callers
 
+CHECKPOINT_FILES = ('model.weights.h5', 'optimizer.npz', 'history.csv')
+
+def checkpoint_problem(checkpoint_dir:Path) -> str|None:
+    "Why a checkpoint cannot be trusted (a file missing, or not the bytes its checksums.json recorded), or None."
+    try: sums = json.loads((checkpoint_dir/'checksums.json').read_text())
+    except (OSError, ValueError): return 'it has no readable checksums.json'
+    for f in CHECKPOINT_FILES:
+        if not (checkpoint_dir/f).exists(): return f'{f} is missing'
+        if sha256_file(checkpoint_dir/f) != sums.get(f): return f'{f} is not the file its checksum recorded'
+    return None
+
 def save_checkpoint(vae:VAE, optimizer, history:pd.DataFrame, state:dict, checkpoint_dir:Path):
     "Weights, optimiser variables, loss history and state, each written atomically."
     checkpoint_dir = Path(checkpoint_dir); checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -204,12 +215,17 @@ def save_checkpoint(vae:VAE, optimizer, history:pd.DataFrame, state:dict, checkp
         with open(p, 'wb') as fh: np.savez(fh, **opt_vars)
     _save_atomic(write_npz, checkpoint_dir/'optimizer.npz')
     _save_atomic(lambda p: history.to_csv(p, index=False), checkpoint_dir/'history.csv')
+    sums = {f: sha256_file(checkpoint_dir/f) for f in CHECKPOINT_FILES}   # written before state.json, which marks a whole checkpoint
+    _save_atomic(lambda p: p.write_text(json.dumps(sums, indent=1, sort_keys=True)), checkpoint_dir/'checksums.json')
     _save_atomic(lambda p: p.write_text(json.dumps(state, indent=1, sort_keys=True)), checkpoint_dir/'state.json')
 
 def load_checkpoint(vae:VAE, optimizer, checkpoint_dir:Path) -> tuple[pd.DataFrame, dict]|None:
     "Restore weights and optimiser state; None when there is no checkpoint."
     checkpoint_dir = Path(checkpoint_dir)
     if not (checkpoint_dir/'state.json').exists(): return None
+    if why := checkpoint_problem(checkpoint_dir):   # a damaged or edited checkpoint is never resumed: trained again
+        warnings.warn(f"Checkpoint {checkpoint_dir} is not trusted ({why}): removed, and the run trains from the start.")
+        shutil.rmtree(checkpoint_dir, ignore_errors=True); return None
     state = json.loads((checkpoint_dir/'state.json').read_text())
     vae.load_weights(str(checkpoint_dir/'model.weights.h5'))
     if optimizer is not None:
@@ -423,20 +439,26 @@ def stand_in_text(cfg:VAEConfig, latent_dim:int) -> str:
 
 def input_features(name:str, # 'logmel' (64-band log-mel) or 'stft256' (the thesis's 256 x 256 log-STFT)
                    audio:np.ndarray, # waveforms (n, samples)
-                   stems:list, # clip ids, for the cache key
+                   stems:list, # `clip_ids`: names with content hashes, the cache key
                   ) -> np.ndarray: # (n, frames, bins) in [0, 1]
-    "Per-clip min-max scaled inputs, cached on disk by clip list."
-    from audio_latent.data import cache_dir
+    "Per-clip min-max scaled inputs, cached on disk by the clips' ids (their content where known), verified when read."
+    from audio_latent.data import cache_dir, load_verified, save_verified
     from audio_latent.features import logmel, minmax_per_clip, stft_db_256
     key = short_hash('|'.join(stems) + name)
     f = cache_dir()/'vae'/f'features_{name}_{key}.npy'
-    if f.exists(): return np.load(f)
+    if (S := load_verified(f)) is not None: return S
+    if audio is None: raise FileNotFoundError(f"No trusted cached {name} features at {f} and no audio to compute them from.")
     if name == 'logmel': S = minmax_per_clip(logmel(audio))
     elif name == 'stft256': S = np.swapaxes(stft_db_256(audio), -1, -2)  # (n, 256 frames, 256 bins)
     else: raise ValueError(f"Unknown input {name!r}; choose 'stft256' or 'logmel'.")
     S = np.ascontiguousarray(S, dtype=np.float32)
-    f.parent.mkdir(parents=True, exist_ok=True); _save_atomic(lambda p: np.save(open(p, 'wb'), S), f)
+    save_verified(f, S)
     return S
+
+def clip_ids(catalogue:pd.DataFrame) -> list:
+    "Each clip's id in cache keys and run ids: its stem with its content hash where the catalogue has one (`dataset`)."
+    if 'sha256' not in catalogue: return catalogue.stem.astype(str).tolist()
+    return [f'{s}:{h[:16]}' for s, h in zip(catalogue.stem.astype(str), catalogue.sha256.astype(str))]
 
 def fit_vae(S:np.ndarray, # inputs of all clips (n, frames, bins)
             train_idx:np.ndarray, # clips it trains on
@@ -489,7 +511,7 @@ def trained_embeddings(S:np.ndarray, catalogue:pd.DataFrame, s:dict, seed:int, e
                        code:str, # `code_hash` of what determines the arrays
                        progress:bool=False) -> tuple[np.ndarray, pd.DataFrame, dict]:
     "Embeddings and loss history of one trained model, through `cached_run`: (E (n, d), history, meta)."
-    fold_of = catalogue.fold.to_numpy(); stems = catalogue.stem.tolist()
+    fold_of = catalogue.fold.to_numpy(); stems = clip_ids(catalogue)
     train_idx = np.flatnonzero(np.isin(fold_of, train_folds))
     settings = dict(track='vae', **{k: v for k, v in s.items()}, seed=int(seed), epochs=int(epochs), outer_fold=int(outer_fold),
                     train_folds=sorted(int(f) for f in train_folds), trace_fold=int(trace_fold),
@@ -511,7 +533,7 @@ def vae_code_hash() -> str:
     return code_hash(m.gaussian_nll, m.calibrated_log_var, m.kl_diag_gaussian, m.kl_beta, m.GLU, m.EqualisedDense, m.conv_glu_block,
                      m.build_vae, m.VAE, m.make_vae, m.train_vae, m.save_checkpoint, m.load_checkpoint, m.clip_images, m.random_patches,
                      m.extract_patches, m.patch_starts, m.encode_mu, m.patch_latents, m.pool_over_time, m.fit_vae, m.embed_clips,
-                     m.trained_embeddings, m.input_features, feats.logmel, feats.minmax_per_clip, feats.stft_db_256)
+                     m.trained_embeddings, m.input_features, m.clip_ids, m.checkpoint_problem, feats.logmel, feats.minmax_per_clip, feats.stft_db_256)
 
 # %% ../nbs/04_vae.ipynb #0496a2f1
 def select_epochs(S:np.ndarray, catalogue:pd.DataFrame, s:dict,
@@ -604,7 +626,7 @@ def pca_reference(cfg:VAEConfig, catalogue:pd.DataFrame, # settings and clips
                   data:str) -> tuple[dict, dict]: # ({(rep, 0): space entry}, its runs.csv record)
     "The linear reference: PCA of the patch VAE's windows, fitted on the training folds of each outer fold."
     import audio_latent.vae as m
-    outer, _ = _outer_folds(cfg, catalogue); fold_of = catalogue.fold.to_numpy(); stems = catalogue.stem.tolist()
+    outer, _ = _outer_folds(cfg, catalogue); fold_of = catalogue.fold.to_numpy(); stems = clip_ids(catalogue)
     s = patch_settings(cfg)
     pca_code = code_hash(m.pca_patch_embeddings, m.random_patches, m.extract_patches, m.patch_starts, m.pool_over_time, m.input_features)
     prep = f"pca/patch/{s['latent_dim']}"; E, metas = {}, {}
@@ -674,7 +696,7 @@ def run_vae_experiment(cfg:VAEConfig, # typed settings
     from audio_latent.data import reports_dir
     from audio_latent.retrieval import write_predictions
     out_dir = reports_dir(reports); _outer_folds(cfg, catalogue)   # a fold without clips fails before any work
-    code = vae_code_hash(); stems = catalogue.stem.tolist()
+    code = vae_code_hash(); stems = clip_ids(catalogue)
     data = f"ESC-50, {len(catalogue)} clips" + (f" ({cfg.n_per_class} per class, {catalogue.target.nunique()} classes)" if cfg.n_per_class else '')
     features = {}
     def feats(name):
@@ -765,7 +787,7 @@ def train_in_workers(cfg:VAEConfig, # `workers` and `tf_threads` set
                     ) -> dict: # wall seconds of each job, by name
     "Every trained run of the experiment and of the scale curve, `cfg.workers` processes at a time."
     from audio_latent.vae import _trained_chain   # a spawned process finds the job by its module, not a notebook's copy
-    outer, all_folds = _outer_folds(cfg, catalogue); stems = catalogue.stem.tolist()
+    outer, all_folds = _outer_folds(cfg, catalogue); stems = clip_ids(catalogue)
     def chain(name, s, seed, epochs, k, train, trace, embed):
         return functools.partial(_trained_chain, name, stems, catalogue, s, int(seed), [int(e) for e in epochs], int(k),
                                  [int(f) for f in train], int(trace), [int(f) for f in embed], code)
