@@ -32,16 +32,26 @@ def numpy_weights(weights:str|Path='tflite', # as for `weights_source`
     from audio_latent.data import cache_dir
     path, wid = weights_source(weights)
     file = Path(cache if cache is not None else cache_dir()/'yamnet')/f'numpy-{wid}.npz'
+    sidecar = file.with_name(file.name + '.sha256')   # the cache proves itself, as `data.save_verified`'s files do
     if file.is_file():
-        with np.load(file) as z:
-            names = sorted({k.rsplit(':', 1)[0] for k in z.files})
-            return {n: (z[f'{n}:kernel'], z[f'{n}:bias']) for n in names}, wid
+        from audio_latent.data import sha256_file
+        try:
+            if not sidecar.is_file() or sidecar.read_text().strip() != sha256_file(file): raise ValueError('its content does not match its recorded SHA-256')
+            with np.load(file) as z:
+                names = sorted({k.rsplit(':', 1)[0] for k in z.files})
+                return {n: (z[f'{n}:kernel'], z[f'{n}:bias']) for n in names}, wid
+        except Exception as e:
+            import warnings
+            warnings.warn(f"Cache entry {file} is not trusted ({e}): removed, and rebuilt from the weights file.")
+            file.unlink(missing_ok=True); sidecar.unlink(missing_ok=True)
     from audio_latent.yamnet import read_weights
     w, wid2 = read_weights(path)
     assert wid2 == wid, (wid, wid2)
     from audio_latent.data import atomic_write
     atomic_write(file, lambda p: np.savez(open(p, 'wb'), **{f'{n}:{part}': a for n, (k, b) in w.items()
                                                             for part, a in (('kernel', k), ('bias', b))}))
+    from audio_latent.data import sha256_file
+    digest = sha256_file(file); atomic_write(sidecar, lambda p: p.write_text(digest + '\n'))
     return w, wid
 
 # %% ../nbs/03d_yamnet_numpy.ipynb #7e85afcd
