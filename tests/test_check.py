@@ -10,7 +10,13 @@ from audio_latent.experiment import main
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT/'reports'
-EXACT, EXACT2, TRAINED, TRAINED2 = '08b4603a3586', 'e90e1f043088', '87d74e202ee6', 'afc43dd08276'   # mfcc, yamnet, vae seeds 0, 1
+def _run_of(experiment, representation, seed):
+    "The committed run id of a representation's seed (looked up: a regenerated record changes ids)."
+    runs = pd.read_csv(COMMITTED/'results'/'runs.csv', dtype=str, keep_default_na=False)
+    return runs[(runs.experiment == experiment) & (runs.representation == representation) & (runs.seed == str(seed))].run.iloc[0]
+
+EXACT, EXACT2 = _run_of('baseline', 'mfcc', 0), _run_of('yamnet', 'yamnet/energy-weighted+sqrt', 0)
+TRAINED, TRAINED2 = _run_of('vae', 'vae/patch/128', 0), _run_of('vae', 'vae/patch/128', 1)
 RUNS = [EXACT, EXACT2, TRAINED, TRAINED2]
 
 
