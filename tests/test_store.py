@@ -354,7 +354,7 @@ def test_real_full_disk_on_a_small_tmpfs(tmp_path, clips):
         ref = _reference(base + new)
         r = _cli('index', tmp_path/'arch', '--index', disk/'idx', '--model', 'logmel', '--quiet'); assert r.returncode == 0, r.stderr
         used_kb = int(subprocess.run(['du', '-sk', str(disk)], capture_output=True, text=True).stdout.split()[0])
-        subprocess.run(['mount', '-o', f'remount,size={used_kb + 200}k', str(disk)], check=True)  # room for a few commits
+        subprocess.run(['mount', '-o', f'remount,size={used_kb + 400}k', str(disk)], check=True)  # room for a few commits
         r = _cli('add', tmp_path/'more', '--index', disk/'idx', '--batch-size', '1', '--quiet')
         assert r.returncode == 2 and 'is full' in r.stderr and 'Traceback' not in r.stderr, r.stderr
         n = len(_assert_names_match_vectors(disk/'idx', ref))
