@@ -252,13 +252,20 @@ class AudioError(ValueError):
 
 def load_audio(path:str|Path, # any file soundfile reads (wav, flac, ogg, aiff, ...)
                sr:int=16000, # target sample rate in Hz
+               max_seconds:float|None=None, # read only about this much from the start (None: the whole file)
               ) -> np.ndarray:
-    "Mono float32 waveform in [-1, 1] at `sr` Hz."
-    try: y, file_sr = sf.read(str(path), dtype='float32', always_2d=True)
+    "Mono float32 waveform in [-1, 1] at `sr` Hz (at most `max_seconds` of it: memory stays flat in the file's length)."
+    try:
+        with sf.SoundFile(str(path)) as f:
+            file_sr = f.samplerate
+            # a little more than asked, so the resampler's filter sees past the cut (the kept samples are unchanged)
+            frames = -1 if max_seconds is None else min(f.frames, int(np.ceil(max_seconds * file_sr)) + file_sr // 10)
+            y = f.read(frames, dtype='float32', always_2d=True)
     except Exception as e: raise AudioError(f"Cannot read audio file {path}: {e}") from None
     if y.size == 0: raise AudioError(f"Audio file {path} holds no samples.")
     y = y.mean(axis=1)
     if file_sr != sr: y = soxr.resample(y, file_sr, sr, quality='HQ').astype(np.float32)
+    if max_seconds is not None: y = y[:int(round(max_seconds * sr))]
     return np.clip(y, -1., 1.)
 
 # %% ../nbs/00_data.ipynb #27ab3085
@@ -282,11 +289,12 @@ def pad_to_patches(y:np.ndarray, # waveform(s), samples on the last axis
 # %% ../nbs/00_data.ipynb #bc997044
 def _decode_one(args):
     path, sr, n_samples = args
-    try: y = load_audio(path, sr)
+    # one sample more than the row holds, so a longer file reads as "cut" without decoding the rest of it
+    try: y = load_audio(path, sr, max_seconds=(n_samples + 1) / sr)
     except AudioError as e: return None, str(e)
     note = None
     if len(y) != n_samples:
-        note = f"{path} has {len(y)} samples at {sr} Hz, not {n_samples}: {'cut' if len(y) > n_samples else 'zero-padded'}."
+        note = f"{path} has {'more than ' if len(y) > n_samples else ''}{min(len(y), n_samples)} samples at {sr} Hz, not {n_samples}: {'cut' if len(y) > n_samples else 'zero-padded'}."
         y = y[:n_samples] if len(y) > n_samples else np.pad(y, (0, n_samples - len(y)))
     return y, note
 

@@ -19,7 +19,7 @@ from .data import (AUDIO_EXTENSIONS, ESC50_META_SHA256, _esc50_in, decode_cached
 # %% auto #0
 __all__ = ['REQUIRED_COLUMNS', 'OPTIONAL_COLUMNS', 'MIN_FOLDS', 'MIN_CLASSES', 'SAMPLE_RATES_HZ', 'DATASET_NAME',
            'CatalogueError', 'read_catalogue_csv', 'check_catalogue', 'content_fingerprint', 'Dataset', 'from_csv',
-           'esc50', 'dataset_audio', 'load_dataset', 'dataset_reports', 'main']
+           'esc50', 'dataset_audio', 'dataset_folds', 'load_dataset', 'dataset_reports', 'main', 'bench_memory']
 
 # %% ../nbs/00a_dataset.ipynb #57dcf029
 class CatalogueError(ValueError):
@@ -276,7 +276,9 @@ def dataset_audio(dataset:Dataset, # the clips
     cat = dataset.catalogue; n_samples = int(round((seconds or dataset.clip_seconds) * sr))
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter('always')
-        audio, kept = decode_cached(cat.path.tolist(), cat.sha256.tolist(), sr, n_samples, short_hash(dataset.name, 8), cache)
+        # ESC-50's rows share load_esc50_audio's cache file (same content key, same name)
+        audio, kept = decode_cached(cat.path.tolist(), cat.sha256.tolist(), sr, n_samples,
+                                    'esc50' if dataset.is_esc50 else short_hash(dataset.name, 8), cache)
     padded = sum('zero-padded' in str(w.message) for w in notes); cut = sum(': cut' in str(w.message) for w in notes)
     if padded or cut: print(f"{dataset.name}: {padded} clip(s) zero-padded and {cut} cut to {n_samples / sr:g} s")
     if len(kept) < len(cat):
@@ -286,6 +288,19 @@ def dataset_audio(dataset:Dataset, # the clips
                                  'Replace or remove them (or allow_missing=True to leave them out).')
         warnings.warn(f"{len(lost)} clip(s) could not be decoded and are left out: {_names(lost)}")
     return audio, cat.iloc[kept].reset_index(drop=True)
+
+# %% ../nbs/00a_dataset.ipynb #1dbdf2bd
+def dataset_folds(dataset:Dataset, # the clips
+                  profile_folds, # the profile's outer folds (written for ESC-50's folds 1-5)
+                  given:bool=False, # the user named these folds (a parameter): taken as they are
+                 ) -> list: # outer folds of the run
+    "A run's outer folds on `dataset`: ESC-50's as the profile says; elsewhere all folds, or the first n of a shorter list."
+    folds, have = [int(f) for f in profile_folds], dataset.folds
+    if not (dataset.is_esc50 or given):
+        folds = have if set(folds) >= {1, 2, 3, 4, 5} else have[:len(folds)]
+    if missing := sorted(set(folds) - set(have)):
+        raise ValueError(f"folds={folds}: {dataset.name} has no clips in fold(s) {missing}; its folds are {have}.")
+    return folds
 
 # %% ../nbs/00a_dataset.ipynb #abd63c83
 def load_dataset(spec:str|Path|Dataset|None=None, # None/'esc50', a catalogue CSV, a folder, or a Dataset
@@ -318,7 +333,16 @@ def main(argv:list|None=None) -> int:
     sub = p.add_subparsers(dest='cmd', required=True)
     c = sub.add_parser('check', help='validate a catalogue CSV (or ESC-50) and describe it')
     c.add_argument('catalogue', nargs='?', default='esc50'); c.add_argument('--allow-missing', action='store_true')
+    b = sub.add_parser('bench', help='peak memory of decoding 30 s clips against 20-minute clips (bench_memory)')
+    b.add_argument('--clips', type=int, default=6)
     a = p.parse_args(argv)
+    if a.cmd == 'bench':
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp: t = bench_memory(tmp, a.clips)
+        print(t.round(1).to_string(index=False))
+        print(f"peak memory, {t.clip_seconds.iloc[1]:g} s clips over {t.clip_seconds.iloc[0]:g} s clips: "
+              f"{t.peak_mb.iloc[1] / t.peak_mb.iloc[0]:.2f} (reading whole files: {t.peak_mb_whole_files.iloc[1] / t.peak_mb_whole_files.iloc[0]:.2f})")
+        return 0
     try:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter('always'); ds = load_dataset(a.catalogue, a.allow_missing)
@@ -327,6 +351,44 @@ def main(argv:list|None=None) -> int:
     print(repr(ds))
     for m in w: print(f"warning: {m.message}")
     return 0
+
+# %% ../nbs/00a_dataset.ipynb #e3aaee81
+def _decode_peak_mb(csv:str, # a catalogue
+                    whole_files:bool=False, # the reference: read every file whole, then cut (the old decode)
+                   ) -> float:
+    "Peak resident memory (MB) of a fresh process that checks `csv` and decodes its clips (no cache)."
+    import subprocess, sys
+    decode = ("import audio_latent.data as d; _read = d.load_audio;"
+              "d.load_audio = lambda path, sr=16000, max_seconds=None: _read(path, sr);" if whole_files else '')
+    code = ("import resource, warnings; warnings.simplefilter('ignore');" + decode +
+            "from audio_latent.data import decode_clips; from audio_latent.dataset import from_csv;"
+            f"ds = from_csv({csv!r}); decode_clips(ds.catalogue.path.tolist(), 16000, int(ds.clip_seconds * 16000), n_jobs=1);"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    if out.returncode: raise RuntimeError(f"decoding {csv} failed: {out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+def _noise_collection(folder:Path, n_clips:int, seconds:float, sr:int) -> Path:
+    "`n_clips` WAV files of `seconds` of noise (2 labels, 3 folds), written in blocks, and their catalogue."
+    folder.mkdir(parents=True, exist_ok=True); rng = np.random.default_rng(0); rows = []
+    for i in range(n_clips):
+        with sf.SoundFile(folder/f'clip{i}.wav', 'w', sr, 1, 'PCM_16') as f:
+            for start in np.arange(0, seconds, 10.):
+                f.write((0.1 * rng.standard_normal(int(min(10., seconds - start) * sr))).astype(np.float32))
+        rows.append(dict(filename=f'clip{i}.wav', label=f'c{i % 2}', fold=i % 3 + 1))
+    pd.DataFrame(rows).to_csv(folder/'catalogue.csv', index=False)
+    return folder/'catalogue.csv'
+
+def bench_memory(folder:str|Path, # scratch folder for the two collections
+                 n_clips:int=6, short_s:float=30., long_s:float=1200., sr:int=44100,
+                ) -> pd.DataFrame: # one row per collection: decode peak now and with whole-file reads
+    "Peak memory of decoding `n_clips` clips of `short_s` against `long_s` seconds, today's decode beside the whole-file reference."
+    rows = []
+    for seconds in (short_s, long_s):
+        csv = _noise_collection(Path(folder)/f'{seconds:g}s', n_clips, seconds, sr)
+        rows.append(dict(clip_seconds=seconds, clips=n_clips, audio_minutes=n_clips * seconds / 60,
+                         peak_mb=_decode_peak_mb(str(csv)), peak_mb_whole_files=_decode_peak_mb(str(csv), True)))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/00a_dataset.ipynb #cf6315bf
 # only when run as `python -m` (a notebook kernel also calls itself __main__, but has no __file__)

@@ -328,7 +328,7 @@ def train_fold(run:dict, # a run of `MLConfig.runs()`
             out[f'embeddings_{epoch}'] = embed(encoder, X, crop_frames=run.get('embed_crop_frames'))
             if proxies is not None: out[f'proxies_{epoch}'] = np.asarray(proxies, np.float32)
     hist = fit_embedding(encoder, X[train], y[train], {**run, 'epochs': checkpoints[-1]}, make_augment(run, run['input']),
-                         n_classes=50, seed=seed, progress=progress, on_epoch_end=on_epoch_end)
+                         n_classes=int(np.max(y)) + 1, seed=seed, progress=progress, on_epoch_end=on_epoch_end)
     out['loss'] = np.asarray(hist['loss'], np.float64)
     return out
 
@@ -385,7 +385,7 @@ def select_epochs(run:dict, # a learned family's run, with `candidates`
                   cache:str|Path|None=None,
                   inputs:str|None=None, # `inputs_id(run, data)` if already computed
                  )->tuple: # (chosen {k: epochs}, scores DataFrame, list of metas)
-    "Per outer fold k: train on 3 folds, score each candidate epoch count on v = inner_validation_fold(k); best wins, ties -> fewer."
+    "Per outer fold k: train on the folds other than k and v, score each candidate epoch count on v = inner_validation_fold(k); best wins, ties -> fewer."
     all_folds = sorted(int(f) for f in catalogue.fold.unique())
     chosen, rows, metas = {}, [], []
     for k in folds:
@@ -454,18 +454,20 @@ def train_in_workers(config:MLConfig, # `workers` and `tf_threads` set
 
 def family_record(fam:dict, # from `train_family`
                   seed:int, n_clips:int,
+                  dataset_name:str='ESC-50', # what the record's `data` names
+                  n_folds:int=5, # folds of the clips (the selection text counts them)
                  )->dict: # one record for `record_runs`
     "The provenance record of one (representation, seed)."
     run, res = fam['run'], fam['seeds'][seed]
     cands = run['candidates']
-    selection = (f"epochs in {{{','.join(map(str, cands))}}} by inner-fold MAP@R (cosine, sub; train 3 folds, validate on "
-                 f"inner_validation_fold(k), gallery = the 4 non-test folds), per outer fold, seed 0, ties -> fewer epochs; "
+    selection = (f"epochs in {{{','.join(map(str, cands))}}} by inner-fold MAP@R (cosine, sub; train {n_folds - 2} folds, validate on "
+                 f"inner_validation_fold(k), gallery = the {n_folds - 1} non-test folds), per outer fold, seed 0, ties -> fewer epochs; "
                  f"selection runs {sum(m['wall_s'] for m in fam['select_metas']):.0f} s; other hyper-parameters fixed earlier, not re-selected")
     n_cand = len(cands)
     return dict(run=res['run'], representation=representation_name(run), seed=int(seed),
                 uses_labels=run['loss'] != 'contrastive', exact=False,
                 settings={k: v for k, v in run.items() if k != 'stand_in'}, selection=selection, n_candidates=n_cand,
-                chosen={int(k): int(v) for k, v in fam['chosen'].items()}, data=f"ESC-50, {n_clips} clips",
+                chosen={int(k): int(v) for k, v in fam['chosen'].items()}, data=f"{dataset_name}, {n_clips} clips",
                 code=training_code(), commit=_commits(res['metas'] + fam['select_metas']),
                 wall_s=float(sum(m['wall_s'] for m in res['metas'])), stand_in=run.get('stand_in', ''))
 
@@ -486,7 +488,7 @@ def _proxy_accuracy(spaces, proxies, catalogue):
     return hits / n
 
 def yamnet_baselines(data:dict, catalogue:pd.DataFrame, config:MLConfig, experiment:str='metric_learning',
-                     cache:str|Path|None=None,
+                     cache:str|Path|None=None, dataset_name:str='ESC-50',
                     )->dict: # rows, predictions, records, fold_accuracy
     "Frozen YAMNet mean pooling (1-NN search) and the logistic regression on it, on the same outer folds."
     from threadpoolctl import threadpool_limits
@@ -509,7 +511,7 @@ def yamnet_baselines(data:dict, catalogue:pd.DataFrame, config:MLConfig, experim
                                    distance='logreg', protocol='cross-fold', level='sub', metric='classifier_accuracy',
                                    k=1, value=acc)])[RESULT_COLUMNS])
     common = dict(seed=0, uses_labels=False, exact=True, selection='none: fixed (no training)', n_candidates=1,
-                  chosen={}, data=f"ESC-50, {len(catalogue)} clips", stand_in='')
+                  chosen={}, data=f"{dataset_name}, {len(catalogue)} clips", stand_in='')
     records = [dict(run=yam_run, representation='yamnet/mu', settings=dict(pooling='mean', distance='1-NN'),
                     code=probe_code, commit='', wall_s=0.0, **common),
                dict(run=meta['run'], representation='yamnet/mu logreg', settings=dict(model='logreg', C=1.0),
@@ -524,10 +526,11 @@ def run_metric_learning(config:MLConfig, # from `load_config`
                         reports:str|Path|None=None, # reports folder to write into (None: the project's; False: write nothing)
                         cache:str|Path|None=None, # cache of trained runs (None: the project's)
                         experiment:str='metric_learning',
+                        dataset_name:str='ESC-50', # what the run records' `data` names
                        )->dict: # results, predictions, records, selection, fold_accuracy, loss, timings
     "The whole experiment: baselines, per-family epoch selection, final models per seed, evaluation, triplet scores."
     t0, timings = time.perf_counter(), {}
-    base = yamnet_baselines(data, catalogue, config, experiment, cache)
+    base = yamnet_baselines(data, catalogue, config, experiment, cache, dataset_name)
     rows, predictions, records = base['rows'], base['predictions'], base['records']
     folds_acc, losses, selections = dict(base['fold_accuracy']), {}, []
     triplets = held_out_triplets(catalogue.target.to_numpy(), catalogue.fold.to_numpy(), config.triplets_per_anchor, 0)
@@ -555,7 +558,7 @@ def run_metric_learning(config:MLConfig, # from `load_config`
                 predictions.append(predictions_from_spaces(res['spaces'], catalogue, name, res['run'], seed=s))
             folds_acc[f'{name} seed {s}'] = fold_accuracy(res['spaces'], catalogue)
             losses[f'{name} seed {s}'] = res['loss']
-            records.append(family_record(fam, s, len(catalogue)))
+            records.append(family_record(fam, s, len(catalogue), dataset_name, catalogue.fold.nunique()))
         print(f"{name}: chosen epochs {fam['chosen']}; {timings[name]:.0f} s", flush=True)
     results = pd.concat(rows, ignore_index=True)[RESULT_COLUMNS]
     preds = pd.concat(predictions, ignore_index=True)
@@ -568,20 +571,20 @@ def run_metric_learning(config:MLConfig, # from `load_config`
                 fold_accuracy=folds_acc)
 
 def load_data(config:MLConfig, # which clips (n_per_class, classes) and which inputs (the runs' input kinds)
-              data_dir=None, # a `dataset.Dataset` (its checked clips), or an ESC-50 folder (None: the usual lookup)
+              data_dir=None, # a `dataset.Dataset`, a catalogue CSV, or an ESC-50 folder (None: the usual lookup)
              )->tuple: # (catalogue, data dict)
-    "The clips of a profile and the inputs its runs need (YAMNet patch embeddings always: the baselines use them)."
-    from audio_latent.data import subset_catalogue, load_esc50_audio
-    from audio_latent.dataset import load_dataset
+    """The clips of a profile and the inputs its runs need (YAMNet patch embeddings always: the baselines use them).
+    Every clip is read padded or cut to the dataset's `clip_seconds` (ESC-50: its 5 s, exactly as before)."""
+    from audio_latent.dataset import load_dataset, dataset_audio
     from audio_latent.features import logmel
     from audio_latent import yamnet as yamnet_module
-    catalogue = load_dataset(data_dir).catalogue   # ESC-50 checked against its official list and recorded hashes
-    if config.n_per_class or config.classes:
-        catalogue = subset_catalogue(catalogue, config.n_per_class, config.classes, seed=0)
-    audio, catalogue = load_esc50_audio(catalogue)
+    ds = load_dataset(data_dir)   # ESC-50 checked against its official list and recorded hashes
+    if config.n_per_class or config.classes:   # `classes` are ESC-50 targets: another dataset keeps all of its classes
+        ds = ds.subset(config.n_per_class, config.classes if ds.is_esc50 else None, seed=0)
+    audio, catalogue = dataset_audio(ds)
     data = {}
     if any(r['input'] in ('logmel', 'thesis') for r in config.runs()): data['logmel'] = logmel(audio)
-    E, _, yam_cat = yamnet_module.esc50_embeddings(catalogue, progress=False)
+    E, _, yam_cat = yamnet_module.esc50_embeddings(catalogue, progress=False, n_samples=None if ds.is_esc50 else audio.shape[1])
     if not (yam_cat.stem.to_numpy() == catalogue.stem.to_numpy()).all(): raise ValueError("YAMNet embeddings are not aligned with the clips")
     data['yamnet'] = E
     return catalogue.reset_index(drop=True), data

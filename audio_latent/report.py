@@ -14,15 +14,15 @@ from .data import project_root, reports_dir, sha256_file, short_hash
 from .dataset import dataset_reports
 
 # %% auto #0
-__all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'DATASET_TRACKS', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFERENCE_LINES', 'KEY',
-           'MCNEMAR_METRICS', 'ReportError', 'PlanError', 'MissingInput', 'load_run_plan', 'plan_tracks',
-           'exploration_root', 'report_folder', 'output_folder', 'resolve_only', 'run_environment',
-           'record_environment', 'recorded_environment', 'environment_from_report', 'snapshot_reports',
-           'restore_reports', 'BadDataset', 'run_dataset', 'dataset_notebooks', 'record_dataset', 'recorded_dataset',
-           'NotebookFailed', 'package_modules_used', 'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs',
-           'check_outputs', 'seal', 'load_results', 'seed_summary', 'plot_summary', 'load_thesis_numbers',
-           'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows',
-           'report_settings', 'mcnemar_results', 'run_role', 'development_notes', 'build_report', 'main']
+__all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS',
+           'ReportError', 'PlanError', 'MissingInput', 'load_run_plan', 'plan_tracks', 'exploration_root',
+           'report_folder', 'output_folder', 'resolve_only', 'run_environment', 'record_environment',
+           'recorded_environment', 'environment_from_report', 'snapshot_reports', 'restore_reports', 'BadDataset',
+           'run_dataset', 'record_dataset', 'recorded_dataset', 'NotebookFailed', 'package_modules_used',
+           'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs', 'check_outputs', 'seal', 'load_results',
+           'seed_summary', 'plot_summary', 'load_thesis_numbers', 'mean_over_seeds', 'compare_with_theses',
+           'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'report_settings', 'mcnemar_results', 'run_role',
+           'development_notes', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 class ReportError(Exception):
@@ -161,10 +161,8 @@ def restore_reports(out:Path, # the reports folder
     return moved
 
 # %% ../nbs/06_report.ipynb #c1bee98a
-DATASET_TRACKS = ('baseline', 'yamnet')   # the tracks that run on any dataset so far; the others are ESC-50's
-
 class BadDataset(ReportError, ValueError):
-    "A dataset that cannot be run: its catalogue's problems, or a track it cannot take."
+    "A dataset that cannot be run: its catalogue's problems."
 
 def run_dataset(dataset=None, # None/'esc50', a catalogue CSV or folder, or a `Dataset`
                 allow_missing:bool=False) -> 'Dataset':
@@ -173,18 +171,6 @@ def run_dataset(dataset=None, # None/'esc50', a catalogue CSV or folder, or a `D
     try: return load_dataset(dataset, allow_missing)
     except CatalogueError as e: raise BadDataset(str(e)) from None
     except FileNotFoundError as e: raise MissingInput(str(e)) from None
-
-def dataset_notebooks(only:list|None, # `resolve_only`'s notebooks (None: all)
-                      tracks:dict, # {notebook: track}
-                      name:str, # the dataset, for the message
-                     ) -> list:
-    "The notebooks a non-ESC-50 dataset runs: those of DATASET_TRACKS; naming another is an error that says why."
-    picked = [nb for nb in tracks if only is None or nb in only]
-    if bad := [tracks[nb] for nb in picked if tracks[nb] not in DATASET_TRACKS]:
-        if only is not None:
-            raise BadDataset(f"track(s) {', '.join(bad)} run on ESC-50 only so far; on {name} choose among {', '.join(DATASET_TRACKS)}")
-        print(f"[report] {name}: running {', '.join(DATASET_TRACKS)}; the {', '.join(bad)} track(s) run on ESC-50 only so far", flush=True)
-    return [nb for nb in picked if tracks[nb] in DATASET_TRACKS]
 
 def record_dataset(ds, # the `Dataset` run on
                    runs:Path, # the run facts folder
@@ -272,7 +258,6 @@ def run_notebooks(profile:str=RECORD_PROFILE, # profile in the plan
     ds = run_dataset(dataset, allow_missing)   # checked before anything runs or is written
     only = resolve_only(only, tracks)
     if not ds.is_esc50:
-        only = dataset_notebooks(only, tracks, ds.name)
         plan = [(nb, {**p, 'dataset': ds.source, 'allow_missing': allow_missing}) for nb, p in plan]
     elif allow_missing: plan = [(nb, {**p, 'allow_missing': True}) for nb, p in plan]
     record = reports is None and profile == RECORD_PROFILE   # only this run writes the committed record

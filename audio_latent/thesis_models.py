@@ -296,7 +296,7 @@ def _train_model_job(run:dict, settings:dict, catalogue:pd.DataFrame, data:dict,
     return time.perf_counter() - t
 
 def _run_record(name:str, run:dict, seed:int, rid:str, chosen:dict, metas:list, select_metas:list,
-                config:ThesisModelsConfig, n_clips:int)->dict:
+                config:ThesisModelsConfig, n_clips:int, dataset_name:str='ESC-50', n_folds:int=5)->dict:
     "The `runs.csv` record of one model and seed: its settings, how its rate was chosen and among how many, provenance."
     n_cand = len(config.learning_rates)
     return dict(
@@ -304,9 +304,9 @@ def _run_record(name:str, run:dict, seed:int, rid:str, chosen:dict, metas:list, 
         settings={**{k: v for k, v in run.items() if k != 'stand_in'}, 'budget_cpu_s': config.budget_cpu_s,
                   'step_cpu_s': config.step_cpu_s.get(name)},
         selection=(f"learning rate in {{{', '.join(f'{v:g}' for v in config.learning_rates)}}} by inner-fold MAP@R "
-                   f"(cosine, sub; train 3 folds, validate on inner_validation_fold(k), gallery = the 4 non-test folds), "
+                   f"(cosine, sub; train {n_folds - 2} folds, validate on inner_validation_fold(k), gallery = the {n_folds - 1} non-test folds), "
                    f"per outer fold, seed {config.selection_seed}, ties -> the smaller rate" if n_cand > 1 else 'none: fixed settings'),
-        n_candidates=n_cand, chosen={int(k): float(v) for k, v in chosen.items()}, data=f"ESC-50, {n_clips} clips",
+        n_candidates=n_cand, chosen={int(k): float(v) for k, v in chosen.items()}, data=f"{dataset_name}, {n_clips} clips",
         code=training_code(), commit=','.join(sorted({str(m.get('commit', '')) for m in metas + select_metas})),
         wall_s=float(sum(m['wall_s'] for m in metas)), stand_in=run.get('stand_in', config.stand_in))
 
@@ -317,6 +317,7 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                       cache:str|Path|None=None, # cache of trained runs (None: the project's)
                       experiment:str='thesis_models',
                       progress:bool=True, # a line per model as it finishes
+                      dataset_name:str='ESC-50', # what the run records' `data` names
                      )->dict: # results, predictions, records, selection, curves, spend, timings
     "Every appendix-A model: learning-rate selection per outer fold, final models per seed (in `config.workers` processes), evaluation, learning curve."
     t0, timings = time.perf_counter(), {}
@@ -355,7 +356,8 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
             rows.append(evaluate_spaces(spaces, catalogue, experiment, name, rid, seed=s, n_boot=config.n_boot))
             rows.append(triplet_score_rows(triplet_scores(spaces, fold_of, triplets), experiment, name, rid, s))
             if s == min(config.seeds): predictions.append(predictions_from_spaces(spaces, catalogue, name, rid, seed=s))
-            records.append(_run_record(name, run, int(s), rid, chosen, metas, select_metas, config, len(catalogue)))
+            records.append(_run_record(name, run, int(s), rid, chosen, metas, select_metas, config, len(catalogue), dataset_name,
+                                        catalogue.fold.nunique()))
         timings[name] = worker_s.get(name, 0.0) + time.perf_counter() - t   # its worker's wall time, then its evaluation here
         if progress: print(f"{name}: {run['steps'] or run.get('epochs')} {'steps' if run['steps'] else 'epochs'}, "
                            f"learning rates chosen {chosen}; {timings[name]:.0f} s", flush=True)

@@ -137,25 +137,32 @@ def report(*args):
                           text=True, timeout=1200)
 
 
-def test_report_runs_the_dataset_tracks_end_to_end(collection, tmp_path):
-    "`make report DATASET=...` on the tiny profile: baseline and YAMNet on the collection, its own report, ESC-50's files untouched."
+TRACKS = ('baseline', 'yamnet', 'vae', 'metric_learning', 'thesis_models')
+
+
+def test_report_runs_every_track_end_to_end(collection, tmp_path):
+    "`make report DATASET=...` on the tiny profile: every track on the collection, its own report, ESC-50's files untouched."
     reports = tmp_path/'reports'
     r = report('all', '--profile', 'tiny', '--dataset', collection, '--reports', reports)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert 'run on ESC-50 only so far' in r.stdout                     # the tracks it skipped, said
     out = reports/'datasets'/'birds'
-    for track in ('baseline', 'yamnet'):
+    for track in TRACKS:
         res = pd.read_csv(out/'results'/f'{track}.csv')
-        assert set(res.level) == {'sub', 'super'} and res.value.notna().all(), track
+        search = res[res.metric == 'accuracy']
+        assert set(search.level) == {'sub', 'super'} and search.value.between(0, 1).all(), track
+        assert set(res.run) <= set(pd.read_csv(out/'results'/'runs.csv').run), track        # every row names its run
     runs = pd.read_csv(out/'results'/'runs.csv')
-    assert runs.data.str.startswith('birds').all() and set(runs.experiment) == {'baseline', 'yamnet'}
+    assert runs.data.str.startswith('birds, ').all() and set(runs.experiment) == set(TRACKS)
+    assert not runs.selection.str.contains('train 3 folds').any()      # 4 folds: the selection trains on 2
     md = (out/'report.md').read_text()
     assert md.startswith('# audio_latent: results on birds') and 'content fingerprint' in md and 'so it has none' in md
     assert 'human listeners' not in md and 'PANNs' not in md                    # ESC-50's published numbers do not apply
+    for rep in ('mfcc', 'yamnet/selected', 'vae/patch/128', 'head/proxy', 'triplet/model1'):
+        assert rep in md, rep
     assert not (reports/'results'/'baseline.csv').exists()            # nothing written where ESC-50's results go
-    # a track that cannot take the dataset, named: an error before anything runs
-    r = report('run', '--profile', 'tiny', '--dataset', collection, '--reports', reports, '--tracks', 'vae')
-    assert r.returncode == 2 and 'vae run on ESC-50 only so far' in r.stderr and 'Traceback' not in r.stderr
+    # a track named: only that one reruns (the others' keys are unchanged)
+    r = report('run', '--profile', 'tiny', '--dataset', collection, '--reports', reports, '--tracks', 'vae', '--force')
+    assert r.returncode == 0 and 'running 04_vae.ipynb' in r.stdout and 'running 02b' not in r.stdout, r.stdout[-2000:]
 
 
 def test_report_refuses_a_bad_catalogue_before_any_work(collection, tmp_path):
