@@ -32,7 +32,7 @@ test-nbs: env
 test-py: env
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
-# DATASET=path/to/catalogue.csv runs the tracks that take any dataset on your own collection (reports/datasets/<name>/);
+# DATASET=path/to/catalogue.csv runs every track on your own collection (reports/datasets/<name>/);
 # TRACKS=baseline,yamnet runs a subset; ALLOW_MISSING=1 leaves out unusable clips (named in the report) instead of stopping
 REPORT_ARGS = --profile $(PROFILE) $(if $(DATASET),--dataset '$(DATASET)') $(if $(ALLOW_MISSING),--allow-missing)
 report: env
