@@ -212,6 +212,8 @@ def triplet_score_rows(scores:pd.DataFrame, # from `triplet_scores`
                        seed:int=0, # seed of the model(s) scored
                       )->pd.DataFrame: # tidy RESULT_COLUMNS rows, metrics 'triplet_score' and 'triplet_tie_rate'
     "Tidy rows of the triplet score and tie rate (pooled over all folds' triplets) per distance-scaler pair."
+    # none when no fold holds two clips of one class (a collection with one clip per class and fold has no within-fold triplet)
+    if scores.empty: return pd.DataFrame(columns=RESULT_COLUMNS)
     rows = []
     for metric, col in (('triplet_score', 'score'), ('triplet_tie_rate', 'tie_rate')):
         pooled = scores.groupby('distance', sort=False).apply(
