@@ -27,12 +27,12 @@ from .experiment import (load_settings, config_from_settings, inner_validation_f
                                      record_runs, require_tf_threads, run_in_workers)
 
 # %% auto #0
-__all__ = ['SCALERS', 'THESIS_TRIPLET_MODELS', 'THESIS_CONTRASTIVE_MODELS', 'LEARNED_FAMILIES', 'FAMILIES', 'epoch_batches',
-           'make_augment', 'train_step', 'fit_embedding', 'embed', 'held_out_triplets', 'triplet_outcome',
-           'triplet_scores', 'triplet_score_rows', 'appendix_table', 'run_inputs', 'model_input_shape',
-           'representation_name', 'MLConfig', 'load_config', 'train_fold', 'training_code', 'clips_id', 'inputs_id',
-           'fold_run', 'select_epochs', 'train_family', 'train_in_workers', 'family_record', 'fold_accuracy',
-           'yamnet_baselines', 'run_metric_learning', 'load_data']
+__all__ = ['SCALERS', 'BOOLEAN_DISTANCES', 'THESIS_TRIPLET_MODELS', 'THESIS_CONTRASTIVE_MODELS', 'LEARNED_FAMILIES', 'FAMILIES',
+           'epoch_batches', 'make_augment', 'train_step', 'fit_embedding', 'embed', 'held_out_triplets',
+           'triplet_outcome', 'triplet_scores', 'select_triplet_distance', 'triplet_score_rows', 'appendix_table',
+           'triplet_rows', 'run_inputs', 'model_input_shape', 'representation_name', 'MLConfig', 'load_config',
+           'train_fold', 'training_code', 'clips_id', 'inputs_id', 'fold_run', 'select_epochs', 'train_family',
+           'train_in_workers', 'family_record', 'fold_accuracy', 'yamnet_baselines', 'run_metric_learning', 'load_data']
 
 # %% ../nbs/05_metric_learning.ipynb #0d607d24
 def epoch_batches(labels:np.ndarray, # (n,) labels of the training clips
@@ -153,6 +153,8 @@ def embed(encoder:keras.Model, # trained encoder
 
 # %% ../nbs/05_metric_learning.ipynb #e23a04e0
 SCALERS = ('MinMaxScaler', 'StandardScaler', 'Normalizer')
+# compare coordinates by equality (hamming) or by being non-zero (kulsinski): on continuous vectors every triplet ties
+BOOLEAN_DISTANCES = ('hamming', 'kulsinski')
 
 def held_out_triplets(labels:np.ndarray, # (n,) class of each clip
                       folds:np.ndarray, # (n,) fold of each clip
@@ -188,35 +190,61 @@ def triplet_scores(embeddings:dict, # fold -> (n, dim) embeddings of all clips b
                    triplets:np.ndarray, # (t, 3) from `held_out_triplets`
                    distances:tuple=DISTANCES, # distance names of the retrieval module
                    scalers:tuple=SCALERS, # scaler names of scikit-learn
-                  )->pd.DataFrame: # columns distance ('<distance>-<scaler>'), fold, n_triplets, score, tie_rate
-    "Triplet score (ties count one half) and tie rate of held-out triplets, per fold, for every distance-scaler pair."
+                   on:str='test', # 'test': each model's held-out fold; 'training': the triplets of its training folds
+                  )->pd.DataFrame: # columns distance ('<distance>-<scaler>'), fold (the model's test fold), n_triplets, score, tie_rate
+    "Triplet score (ties count one half) and tie rate, per model fold, for every distance-scaler pair."
+    if on not in ('test', 'training'): raise ValueError(f"on={on!r}: use 'test' or 'training'")
     folds = np.asarray(folds); rows = []
     for fold, E in sorted(embeddings.items()):
-        tri = triplets[folds[triplets[:, 0]] == fold]
-        if len(tri) == 0: continue
-        members = np.flatnonzero(folds == fold); local = {g: i for i, g in enumerate(members)}
-        a, p, n = (np.array([local[i] for i in tri[:, j]]) for j in range(3))
+        scored = [fold] if on == 'test' else sorted(set(folds[triplets[:, 0]].tolist()) - {fold})
+        # triplets stay inside one fold, so each scored fold needs only its own clips' distances
+        parts = []
+        for g in scored:
+            tri = triplets[folds[triplets[:, 0]] == g]
+            if len(tri) == 0: continue
+            members = np.flatnonzero(folds == g); local = {c: i for i, c in enumerate(members)}
+            parts.append((members, *(np.array([local[i] for i in tri[:, j]]) for j in range(3))))
+        if not parts: continue
         for scaler_name in scalers:
             scaler = _scaler(scaler_name).fit(E[folds != fold])     # fitted on the training folds only
-            train_scaled, test_scaled = scaler.transform(E[folds != fold]), scaler.transform(E[members])
+            train_scaled = scaler.transform(E[folds != fold])
             for distance in distances:
                 kw = {'V': train_scaled.var(0, ddof=1)} if distance == 'seuclidean' else {}
-                D = pairwise_distances(test_scaled, test_scaled, distance, **kw)
-                rows.append((f'{distance}-{scaler_name}', fold, len(tri), *triplet_outcome(D[a, p], D[a, n])))
+                d_ap, d_an = [], []
+                for members, a, p, n in parts:
+                    scaled = scaler.transform(E[members])
+                    D = pairwise_distances(scaled, scaled, distance, **kw)
+                    d_ap.append(D[a, p]); d_an.append(D[a, n])
+                rows.append((f'{distance}-{scaler_name}', fold, sum(len(a) for _, a, _, _ in parts),
+                             *triplet_outcome(np.concatenate(d_ap), np.concatenate(d_an))))
     return pd.DataFrame(rows, columns=['distance', 'fold', 'n_triplets', 'score', 'tie_rate'])
+
+def select_triplet_distance(embeddings:dict, # fold -> (n, dim) embeddings of all clips by that fold's model
+                            folds:np.ndarray, # (n,) fold of each clip
+                            triplets:np.ndarray, # (t, 3) from `held_out_triplets`, over every fold
+                            distances:tuple|None=None, # candidates (default: DISTANCES without BOOLEAN_DISTANCES)
+                            scalers:tuple=SCALERS,
+                           )->dict: # {fold: '<distance>-<scaler>'}
+    "Per model fold: the distance-scaler pair with the best triplet score on its training folds' triplets (ties: the first in appendix order)."
+    distances = tuple(d for d in DISTANCES if d not in BOOLEAN_DISTANCES) if distances is None else tuple(distances)
+    s = triplet_scores(embeddings, folds, triplets, distances, scalers, on='training')
+    order = {f'{d}-{c}': i for i, (d, c) in enumerate((d, c) for d in DISTANCES for c in SCALERS)}
+    return {int(k): max(g.itertuples(), key=lambda r: (r.score, -order[r.distance])).distance for k, g in s.groupby('fold')}
 
 # %% ../nbs/05_metric_learning.ipynb #12fe72b3
 def triplet_score_rows(scores:pd.DataFrame, # from `triplet_scores`
                        experiment:str, representation:str,
                        run:str='', # run id of the model(s) scored
                        seed:int=0, # seed of the model(s) scored
+                       chosen:dict|None=None, # {fold: pair} of `select_triplet_distance`: adds the row distance 'selected'
                       )->pd.DataFrame: # tidy RESULT_COLUMNS rows, metrics 'triplet_score' and 'triplet_tie_rate'
-    "Tidy rows of the triplet score and tie rate (pooled over all folds' triplets) per distance-scaler pair."
+    "Tidy rows of the triplet score and tie rate (pooled over all folds' triplets) per distance-scaler pair, and at the pair chosen in each fold's training folds."
     # none when no fold holds two clips of one class (a collection with one clip per class and fold has no within-fold triplet)
     if scores.empty: return pd.DataFrame(columns=RESULT_COLUMNS)
+    picked = scores[scores.distance == scores.fold.map(chosen or {})].assign(distance='selected')
     rows = []
     for metric, col in (('triplet_score', 'score'), ('triplet_tie_rate', 'tie_rate')):
-        pooled = scores.groupby('distance', sort=False).apply(
+        pooled = pd.concat([scores, picked]).groupby('distance', sort=False).apply(
             lambda g: np.average(g[col], weights=g.n_triplets), include_groups=False)
         rows.append(pd.DataFrame({'experiment': experiment, 'representation': representation, 'run': run, 'seed': seed,
                                   'distance': pooled.index, 'protocol': 'cross-fold', 'level': 'sub', 'metric': metric,
@@ -230,6 +258,15 @@ def appendix_table(rows:pd.DataFrame, # triplet_score rows of one or more repres
     t = rows[rows.metric == metric].pivot_table(index='distance', columns='representation', values='value', aggfunc='mean') * 100
     order = [f'{d}-{s}' for d in DISTANCES for s in SCALERS]
     return t.reindex([o for o in order if o in t.index]).round(3)
+
+def triplet_rows(spaces:dict, # fold -> (n, dim) embeddings of all clips by that fold's model
+                 folds:np.ndarray, # (n,) fold of each clip
+                 triplets:np.ndarray, # (t, 3) from `held_out_triplets`, over every fold (training folds' triplets choose the pair)
+                 experiment:str, representation:str, run:str='', seed:int=0,
+                )->pd.DataFrame: # `triplet_score_rows`, with the 'selected' row
+    "Triplet-score rows of one model: every distance-scaler on its held-out folds, and the pair chosen on its training folds."
+    return triplet_score_rows(triplet_scores(spaces, folds, triplets), experiment, representation, run, seed,
+                              select_triplet_distance(spaces, folds, triplets))
 
 # %% ../nbs/05_metric_learning.ipynb #fca0318b
 def run_inputs(run:dict, # a run of a profile
@@ -535,11 +572,10 @@ def run_metric_learning(config:MLConfig, # from `load_config`
     base = yamnet_baselines(data, catalogue, config, experiment, cache, dataset_name)
     rows, predictions, records = base['rows'], base['predictions'], base['records']
     folds_acc, losses, selections = dict(base['fold_accuracy']), {}, []
+    # every fold's triplets: each model is scored on its test fold's and chooses its distance-scaler on its training folds'
     triplets = held_out_triplets(catalogue.target.to_numpy(), catalogue.fold.to_numpy(), config.triplets_per_anchor, 0)
-    triplets = triplets[np.isin(catalogue.fold.to_numpy()[triplets[:, 0]], config.folds)]
     fold_of = catalogue.fold.to_numpy()
-    rows.append(triplet_score_rows(triplet_scores(base['spaces'], fold_of, triplets), experiment, 'yamnet/mu',
-                                   records[0]['run'], 0))
+    rows.append(triplet_rows(base['spaces'], fold_of, triplets, experiment, 'yamnet/mu', records[0]['run'], 0))
     if config.workers:   # train in fresh processes first; the loop below reads every run from the cache
         t = time.perf_counter(); jobs = train_in_workers(config, catalogue, data, cache); timings['workers'] = time.perf_counter() - t
     for run in config.runs():
@@ -555,7 +591,7 @@ def run_metric_learning(config:MLConfig, # from `load_config`
                                                distance='proxy-classifier', protocol='cross-fold', level='sub',
                                                metric='classifier_accuracy', k=1,
                                                value=_proxy_accuracy(res['spaces'], res['proxies'], catalogue))])[RESULT_COLUMNS])
-            rows.append(triplet_score_rows(triplet_scores(res['spaces'], fold_of, triplets), experiment, name, res['run'], s))
+            rows.append(triplet_rows(res['spaces'], fold_of, triplets, experiment, name, res['run'], s))
             if s == min(fam['seeds']):
                 predictions.append(predictions_from_spaces(res['spaces'], catalogue, name, res['run'], seed=s))
             folds_acc[f'{name} seed {s}'] = fold_accuracy(res['spaces'], catalogue)

@@ -21,8 +21,8 @@ __all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFER
            'run_dataset', 'record_dataset', 'recorded_dataset', 'NotebookFailed', 'package_modules_used',
            'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs', 'check_outputs', 'seal', 'load_results',
            'seed_summary', 'plot_summary', 'load_thesis_numbers', 'mean_over_seeds', 'compare_with_theses',
-           'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'report_settings', 'mcnemar_results', 'run_role',
-           'development_notes', 'build_report', 'main']
+           'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'report_settings', 'mcnemar_results', 'gain_table',
+           'run_role', 'development_notes', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 class ReportError(Exception):
@@ -563,6 +563,33 @@ def _sections_mcnemar(results:pd.DataFrame) -> list[str]:
     return ["## McNemar tests", "A vs B: a = both right, b = only A right, c = only B right, d = both wrong; "
             "continuity-corrected chi-squared and its p-value.", _md_table(t)]
 
+# %% ../nbs/06_report.ipynb #b706caa6
+def gain_table(results:pd.DataFrame, # tidy rows with `retrieval.GAIN_METRICS` (e.g. the thesis models')
+              ) -> pd.DataFrame: # one row per experiment and representation: start, trained, gain, intervals, verdict
+    "Each trained model beside its untrained start: accuracies, the paired gain (mean over seeds), each seed's interval and the verdict."
+    from audio_latent.retrieval import GAIN_METRICS, gain_verdict
+    r = results[results.metric.isin(GAIN_METRICS + ('accuracy',)) & (results.distance == 'cosine') & (results.protocol == 'cross-fold') & (results.level == 'sub') & (results.k == 1)]
+    w = r.pivot_table(index=['experiment', 'representation', 'seed'], columns='metric', values='value').reset_index()
+    if 'gain_over_untrained' not in w: return pd.DataFrame()
+    w = w.dropna(subset=['gain_over_untrained'])
+    g = w.groupby(['experiment', 'representation'])
+    out = pd.DataFrame({'untrained_accuracy': g.untrained_accuracy.mean(), 'trained_accuracy': g.accuracy.mean(),
+                        'gain': g.gain_over_untrained.mean(), 'n_seeds': g.size()})
+    out['gain_ci_per_seed'] = g.apply(lambda d: ' '.join(f'[{lo:+.3f}, {hi:+.3f}]' for lo, hi in zip(d.gain_ci_low, d.gain_ci_high)), include_groups=False)
+    out['training'] = g.apply(lambda d: gain_verdict(d.gain_ci_low, d.gain_ci_high), include_groups=False)
+    return out.reset_index().sort_values(['experiment', 'gain'], ascending=[True, False]).reset_index(drop=True)
+
+def _sections_gain(results:pd.DataFrame) -> list[str]:
+    t = gain_table(results)
+    if t.empty: return []
+    return ["## Trained models against their untrained start",
+            "Each seed's model against the encoder it started from (same seed, same inputs, no step taken), on the same queries: "
+            "sub-class 1-NN accuracy, cosine, cross-fold; the paired gain's 95% interval resamples Freesound recordings. *helps* only "
+            "where every seed's interval is above zero, *hurts* where every one is below; a model *not separated* from its start is not "
+            "evidence that training did anything, whatever its rank above.",
+            f"Training helps in {t.training.str.startswith('helps').sum()} of {len(t)} models and hurts in {t.training.str.startswith('hurts').sum()}.",
+            _md_table(t.round(4))]
+
 # %% ../nbs/06_report.ipynb #9aaf5ca4
 def _sections_theses(results:pd.DataFrame, runs:pd.DataFrame) -> list[str]:
     cmp = compare_with_theses(results)
@@ -716,6 +743,7 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
           "commutes with the mean over patches), so it carries no information `mu` lacks.",
           *_sections_provenance(runs),
           *_sections_spend(out),
+          *_sections_gain(results),
           "## Both protocols",
           "`loo` (the first thesis) lets a query find other fragments of its own recording; `cross-fold` does not, and is "
           "the only fair protocol for models trained on four folds and scored on the fifth. Fitted representations are searched "

@@ -11,12 +11,13 @@ from scipy.spatial.distance import cdist
 from .features import standardise_on
 
 # %% auto #0
-__all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'PROBE_CODE', 'l2_normalise', 'kulsinski_distances',
-           'pairwise_distances', 'protocol_mask', 'rank_neighbours', 'nearest_neighbours', 'foldwise_distances',
-           'cross_fold_neighbours', 'rank_allowed', 'ranking_metrics', 'level_labels', 'catalogue_levels',
-           'catalogue_groups', 'bootstrap_accuracy_ci', 'evaluate_distances', 'evaluate_spaces',
-           'evaluate_representation', 'inner_fold_score', 'random_distances', 'write_results', 'write_predictions',
-           'predictions_from_spaces', 'mcnemar_test', 'linear_probe_scores']
+__all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'GAIN_METRICS', 'PROBE_CODE', 'l2_normalise',
+           'kulsinski_distances', 'pairwise_distances', 'protocol_mask', 'rank_neighbours', 'nearest_neighbours',
+           'foldwise_distances', 'cross_fold_neighbours', 'rank_allowed', 'ranking_metrics', 'level_labels',
+           'catalogue_levels', 'catalogue_groups', 'bootstrap_accuracy_ci', 'evaluate_distances', 'evaluate_spaces',
+           'evaluate_representation', 'inner_fold_score', 'paired_difference_ci', 'random_distances', 'write_results',
+           'write_predictions', 'predictions_from_spaces', 'paired_gain_rows', 'gain_verdict', 'mcnemar_test',
+           'linear_probe_scores']
 
 # %% ../nbs/02_retrieval.ipynb #a27ff4eb
 def l2_normalise(X:np.ndarray, # vectors on the last axis, one per row
@@ -302,6 +303,20 @@ def inner_fold_score(spaces:dict, # {fold: (n, d)} spaces of the INNER validatio
     if len(hit) != 1: raise ValueError(f"Unknown selection score {score!r}; use a k=1 metric such as 'map_at_r' or 'accuracy'.")
     return float(hit.value.iloc[0])
 
+# %% ../nbs/02_retrieval.ipynb #bc3368f5
+def paired_difference_ci(correct_a:np.ndarray, # is model A right on each clip
+                         correct_b:np.ndarray, # is model B right on the same clips, in the same order
+                         groups:np.ndarray|None=None, # cluster of each clip (e.g. src_file); None: clips are independent
+                         n_boot:int=1000, # bootstrap resamples
+                         seed:int=0, # random seed
+                         alpha:float=0.05, # 1 - confidence level
+                        ) -> tuple[float, float, float]: # (accuracy of B - accuracy of A, interval low, interval high)
+    "Paired cluster-bootstrap interval of accuracy(B) - accuracy(A) on the same clips."
+    a, b = np.asarray(correct_a, np.float64), np.asarray(correct_b, np.float64)
+    if a.shape != b.shape: raise ValueError(f"correct_a has {a.shape} clips and correct_b {b.shape}: score both models on the same clips.")
+    lo, hi = bootstrap_accuracy_ci(b - a, groups, n_boot, seed, alpha)
+    return float(np.mean(b - a)), lo, hi
+
 # %% ../nbs/02_retrieval.ipynb #543bc8f5
 def random_distances(n:int, # clips
                      seed:int=0) -> np.ndarray:
@@ -344,6 +359,39 @@ def predictions_from_spaces(spaces:dict|np.ndarray, # as for `evaluate_spaces`
     folds = catalogue.fold.to_numpy()
     return pd.concat([evaluate_distances(foldwise_distances(spaces, folds, d), catalogue, '', representation, run, seed, d,
                                          protocols, metrics=False)[1] for d in distances], ignore_index=True)
+
+# %% ../nbs/02_retrieval.ipynb #ad46b12d
+GAIN_METRICS = ('untrained_accuracy', 'gain_over_untrained', 'gain_ci_low', 'gain_ci_high')
+
+def paired_gain_rows(untrained:dict|np.ndarray, # the start's spaces (as for `evaluate_spaces`)
+                     trained:dict|np.ndarray, # the trained model's spaces, same folds
+                     catalogue:pd.DataFrame, # the clips (fold, target, stem; group or src_file for the clusters)
+                     experiment:str, representation:str, run:str, seed:int=0,
+                     n_boot:int=1000, # bootstrap resamples
+                     distance:str='cosine',
+                    ) -> pd.DataFrame: # tidy RESULT_COLUMNS rows of GAIN_METRICS (protocol cross-fold, level sub, k 1)
+    "The untrained start's 1-NN accuracy and the trained model's paired gain over it, with its cluster-bootstrap interval."
+    def correct(spaces):
+        p = predictions_from_spaces(spaces, catalogue, representation, run, seed, (distance,), ('cross-fold',))
+        return (p.predicted == p.target).to_numpy(), p.stem.to_numpy()
+    (c0, s0), (c1, s1) = correct(untrained), correct(trained)
+    if not (s0 == s1).all(): raise ValueError(f"{representation}: the untrained and trained spaces answer different queries")
+    groups = catalogue_groups(catalogue)
+    if groups is not None:
+        q = _query_rows(trained, catalogue.fold.to_numpy()); groups = groups[q]
+    gain, lo, hi = paired_difference_ci(c0, c1, groups, n_boot)
+    values = dict(zip(GAIN_METRICS, (float(c0.mean()), gain, lo, hi)))
+    return pd.DataFrame([dict(experiment=experiment, representation=representation, run=run, seed=int(seed), distance=distance,
+                              protocol='cross-fold', level='sub', metric=m, k=1, value=v) for m, v in values.items()])[RESULT_COLUMNS]
+
+def gain_verdict(ci_low:np.ndarray, # gain_ci_low of each seed
+                 ci_high:np.ndarray, # gain_ci_high of each seed
+                ) -> str: # 'helps', 'hurts' or 'not separated', with the seed counts
+    "What training did, read from each seed's paired-gain interval: 'helps' only if every seed's interval is above zero."
+    lo, hi = np.asarray(ci_low, float), np.asarray(ci_high, float); n = len(lo)
+    up, down = int((lo > 0).sum()), int((hi < 0).sum())
+    word = 'helps' if up == n else 'hurts' if down == n else 'not separated'
+    return f"{word} ({up} of {n} seeds above zero, {down} below)"
 
 # %% ../nbs/02_retrieval.ipynb #38d427e6
 def mcnemar_test(correct_a:np.ndarray, # is model A right on each clip

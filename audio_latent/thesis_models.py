@@ -15,21 +15,22 @@ from keras import layers
 from tqdm.auto import tqdm
 
 from .losses import make_loss
-from .retrieval import (RESULT_COLUMNS, evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results,
+from .retrieval import (RESULT_COLUMNS, GAIN_METRICS, evaluate_spaces, inner_fold_score, predictions_from_spaces, paired_gain_rows, gain_verdict, write_results,
                                     write_predictions)
 from .experiment import (load_settings, config_from_settings, inner_validation_fold, code_hash, cached_run, record_runs, spend_summary,
                                      set_tf_threads, require_tf_threads, run_in_workers)
 from . import metric_learning as ml
 from .encoders import build_model, input_kind
 from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRASTIVE_MODELS, run_inputs, model_input_shape,
-                                          make_augment, epoch_batches, train_step, embed, representation_name, held_out_triplets, triplet_scores, triplet_score_rows,
+                                          make_augment, epoch_batches, train_step, embed, representation_name, held_out_triplets, triplet_rows,
                                           fold_accuracy, appendix_table, clips_id, inputs_id)
 
 # %% auto #0
 __all__ = ['THESIS_REPRESENTATIONS', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config',
-           'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'checkpoint_steps',
-           'select_learning_rate', 'train_model', 'run_thesis_models', 'load_data', 'measure_step_cpu_s',
-           'measure_run_step_cpu_s', 'calibrate', 'main', 'call_counts', 'track_cost', 'equal_budget_table']
+           'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'recompute_batchnorm',
+           'training_diagnosis', 'checkpoint_steps', 'select_learning_rate', 'train_model', 'run_thesis_models',
+           'load_data', 'measure_step_cpu_s', 'measure_run_step_cpu_s', 'calibrate', 'main', 'call_counts',
+           'track_cost', 'equal_budget_table']
 
 # %% ../nbs/05b_thesis_models.ipynb #6d73a556
 def train_steps(encoder:keras.Model, # input -> embedding
@@ -222,6 +223,58 @@ def untrained_embeddings(run:dict, # a run of `ThesisModelsConfig.runs()`
     gc.collect()
     return arrays, meta
 
+# %% ../nbs/05b_thesis_models.ipynb #8f1c8827
+def _batchnorms(encoder:keras.Model)->list: return [l for l in encoder.layers if isinstance(l, layers.BatchNormalization)]
+
+def recompute_batchnorm(encoder:keras.Model, # its BatchNorm layers' moving statistics are replaced in place
+                        X:np.ndarray, # training inputs
+                        n:int=1024, # clips used (evenly spaced)
+                        batch_size:int=64,
+                       )->int: # BatchNorm layers updated
+    "Set every BatchNorm layer's moving statistics to the mean of its batch statistics over `n` training clips (weights untouched)."
+    bn, idx = _batchnorms(encoder), np.arange(len(X))[::max(1, len(X) // n)][:n]
+    momentum = [l.momentum for l in bn]
+    for t, i in enumerate(range(0, len(idx), batch_size), 1):
+        for l in bn: l.momentum = (t - 1) / t    # a running mean: batch t weighs 1/t
+        encoder(X[idx[i:i + batch_size]], training=True)
+    for l, m in zip(bn, momentum): l.momentum = m
+    return len(bn)
+
+def training_diagnosis(run:dict, # a run of `ThesisModelsConfig.runs()` (with its budget's `steps`)
+                       data:dict, catalogue:pd.DataFrame, # inputs and clips, aligned
+                       learning_rates:list=(1e-6, 1e-5, 1e-4, 1e-3), # rates to try
+                       budgets:list=(1,), # multiples of the run's steps
+                       outer_fold:int|None=None, # k (default: the first fold); only its training folds are read
+                       seed:int=0,
+                      )->pd.DataFrame: # one row per variant, rate and budget: inner accuracy, inner MAP@R, loss at start and end
+    "The untrained start, its BatchNorm statistics recomputed, training as the track does, and training with BatchNorm frozen, on selection data."
+    y, f = catalogue.target.to_numpy(), catalogue.fold.to_numpy(); folds = sorted(int(v) for v in np.unique(f))
+    k = folds[0] if outer_fold is None else outer_fold; v = inner_validation_fold(k, folds)
+    train, rows_ = ~np.isin(f, [k, v]), f != k
+    gallery = [g for g in folds if g != k]
+    X = run_inputs(run, data, train)
+    def start():
+        keras.utils.set_random_seed(1000 * int(seed) + int(k)); return build_model(run['model'], model_input_shape(run, X))
+    def scored(encoder, **kw):
+        E = np.zeros((len(X), encoder.output_shape[-1]), np.float32); E[rows_] = embed(encoder, X[rows_])
+        return dict(representation=representation_name(run), outer_fold=k, inner_fold=v, **kw,
+                    accuracy=inner_fold_score({v: E}, catalogue, gallery, score='accuracy'), map_at_r=inner_fold_score({v: E}, catalogue, gallery))
+    enc = start(); out = [scored(enc, variant='untrained', learning_rate=np.nan, steps=0)]
+    if recompute_batchnorm(enc, X[train]): out.append(scored(enc, variant='untrained, BN statistics recomputed', learning_rate=np.nan, steps=0))
+    for mult in budgets:
+        steps = max(1, int(round(run_steps(run, y[train]) * mult)))
+        for lr in learning_rates:
+            for frozen in ([False, True] if _batchnorms(enc) else [False]):
+                enc = start()
+                for l in _batchnorms(enc): l.trainable = not frozen
+                h = train_steps(enc, X[train], y[train], make_loss(run, enc.output_shape[-1]), steps, lr, run['batch_size'],
+                                make_augment(run, run['input']), 1000 * int(seed) + int(k), run['sampler'])
+                n = max(1, min(3, steps // 2))
+                out.append(scored(enc, variant='trained, BN frozen' if frozen else 'trained', learning_rate=lr, steps=steps,
+                                  loss_start=float(h['loss'][:n].mean()), loss_end=float(h['loss'][-n:].mean())))
+            del enc; gc.collect(); enc = start()
+    return pd.DataFrame(out)
+
 # %% ../nbs/05b_thesis_models.ipynb #84fdb230
 def checkpoint_steps(arrays:dict, # a run's arrays, with 'embeddings_<step>' keys
                     )->list: # the steps it was embedded at, ascending (the last: the steps it trained)
@@ -274,13 +327,13 @@ def train_model(run:dict, # a run of `config.runs()`
                 catalogue:pd.DataFrame, # the clips (stem, fold, target), aligned with `data`
                 data:dict, # 'logmel' (n, frames, 64)
                 cache:str|Path|None=None, # cache of trained runs (None: the project's)
-               )->dict: # chosen rates, selection scores and metas, untrained {k: arrays}, final {(seed, k): (arrays, meta, curve checkpoints)}
+               )->dict: # chosen rates, selection scores and metas, untrained {(seed, k): arrays}, final {(seed, k): (arrays, meta, curve checkpoints)}
     "Every trained run of one model: the learning-rate selection, the untrained references, the final models (all cached)."
     inputs = inputs_id(run, data)
     chosen, selection, select_metas = select_learning_rate(run, data, catalogue, config, cache, inputs)
-    untrained = {}
-    if config.curve_fold is not None and run.get('steps'):   # the step-0 reference of every outer fold
-        untrained = {k: untrained_embeddings(run, data, catalogue, k, config.selection_seed, cache, inputs)[0] for k in config.folds}
+    # every final model's own start (its seed, its fold), and the curve's step-0 point (seed `selection_seed`)
+    starts = sorted(set(config.seeds) | ({config.selection_seed} if config.curve_fold is not None and run.get('steps') else set()))
+    untrained = {(s, k): untrained_embeddings(run, data, catalogue, k, s, cache, inputs)[0] for s in starts for k in config.folds}
     final = {}
     for s in config.seeds:
         for k in config.folds:
@@ -324,7 +377,6 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
     rows, predictions, records, selections, curves, spend = [], [], [], [], [], []
     fold_of = catalogue.fold.to_numpy()
     triplets = held_out_triplets(catalogue.target.to_numpy(), fold_of, config.triplets_per_anchor, 0)
-    triplets = triplets[np.isin(fold_of[triplets[:, 0]], config.folds)]
     runs, worker_s = config.runs(), {}
     if config.workers:   # train side by side in fresh processes (costliest first); the loop below reads their runs from the cache
         order = sorted(runs, key=lambda r: -config.step_cpu_s.get(representation_name(r), 0.0))
@@ -339,7 +391,8 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
         model_runs = train_model(run, config, catalogue, data, cache)
         chosen, selection, select_metas = model_runs['chosen'], model_runs['selection'], model_runs['select_metas']
         if len(selection): selections.append(selection.assign(representation=name))
-        for k, arrays in model_runs['untrained'].items():
+        for (s0, k), arrays in model_runs['untrained'].items():
+            if s0 != config.selection_seed or config.curve_fold is None or not run.get('steps'): continue
             curves += _curve_rows(name, run, arrays, catalogue, k, config.selection_seed, np.nan, config.step_cpu_s.get(name))
         for s in config.seeds:
             spaces, metas = {}, []
@@ -354,7 +407,9 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
                 if on_curve: curves += _curve_rows(name, run, arrays, catalogue, k, s, chosen[k], config.step_cpu_s.get(name))
             rid = _spaces_run(name, s, metas)
             rows.append(evaluate_spaces(spaces, catalogue, experiment, name, rid, seed=s, n_boot=config.n_boot))
-            rows.append(triplet_score_rows(triplet_scores(spaces, fold_of, triplets), experiment, name, rid, s))
+            rows.append(triplet_rows(spaces, fold_of, triplets, experiment, name, rid, s))
+            start = {k: model_runs['untrained'][(s, k)]['embeddings_0'] for k in config.folds}
+            rows.append(paired_gain_rows(start, spaces, catalogue, experiment, name, rid, s, config.n_boot))
             if s == min(config.seeds): predictions.append(predictions_from_spaces(spaces, catalogue, name, rid, seed=s))
             records.append(_run_record(name, run, int(s), rid, chosen, metas, select_metas, config, len(catalogue), dataset_name,
                                         catalogue.fold.nunique()))
@@ -454,10 +509,24 @@ def main(argv:list|None=None)->int:
     c = sub.add_parser('calibrate', help="the cost of a training step of every model; prints the step_cpu_s line for reports/params.yaml")
     c.add_argument('--profile', default='cpu'); c.add_argument('--n', type=int, default=8, help='timed steps per model (marginal estimate)')
     c.add_argument('--marginal', action='store_true', help="only the marginal cost after warm-up (no whole runs at the budget)")
+    d = sub.add_parser('diagnose', help="why training hurts: untrained, BN statistics recomputed, trained, trained with BN frozen (selection data of one outer fold)")
+    d.add_argument('--profile', default='cpu'); d.add_argument('--models', nargs='*', default=['triplet/resnet18', 'triplet/model1'])
+    d.add_argument('--learning-rates', nargs='*', type=float, default=[1e-6, 1e-5, 1e-4, 1e-3])
+    d.add_argument('--budgets', nargs='*', type=float, default=[1, 4], help="multiples of each model's budget steps")
+    d.add_argument('--fold', type=int, default=None, help="outer fold k (default: the first); only its training folds are read")
     k = sub.add_parser('cost', help="time one call of each kind per model on an empty cache; project each model's wall time in the track")
     k.add_argument('--profile', default='cpu'); k.add_argument('--fold', type=int, default=1)
     k.add_argument('--models', nargs='*', default=['triplet/model1', 'triplet/resnet50'], help=f"of {', '.join(THESIS_REPRESENTATIONS)}")
     a = p.parse_args(argv)
+    if a.command == 'diagnose':
+        cfg = load_config(a.profile); runs = {representation_name(r): r for r in cfg.runs()}
+        set_tf_threads(cfg.tf_threads)
+        if unknown := [m for m in a.models if m not in runs]: p.exit(2, f"--models {' '.join(unknown)}: not in profile {a.profile!r}; use {', '.join(runs)}.\n")
+        catalogue, data = load_data(cfg)
+        for m in a.models:
+            t = training_diagnosis(runs[m], data, catalogue, a.learning_rates, a.budgets, a.fold)
+            print(t.drop(columns=['representation']).to_string(index=False, float_format=lambda x: f'{x:.4g}'), flush=True)
+        return 0
     if a.command == 'cost':
         cfg = load_config(a.profile); runs = {representation_name(r): r for r in cfg.runs()}
         set_tf_threads(cfg.tf_threads)
@@ -485,7 +554,7 @@ def call_counts(config:ThesisModelsConfig, # the profile's settings
     curve = int(config.curve_fold in config.folds and config.selection_seed in config.seeds)
     has_steps = config.budget_cpu_s is not None or config.steps is not None
     return dict(select=n_folds * n_rates if n_rates > 1 else 0,
-                untrained=n_folds if config.curve_fold is not None and has_steps else 0,
+                untrained=n_folds * len(set(config.seeds) | ({config.selection_seed} if config.curve_fold is not None and has_steps else set())),
                 final=n_folds * len(config.seeds) - curve, curve=curve)
 
 def track_cost(run:dict, # a run of `config.runs()`
@@ -515,27 +584,29 @@ def track_cost(run:dict, # a run of `config.runs()`
 # %% ../nbs/05b_thesis_models.ipynb #bc2a8e97
 def equal_budget_table(results:pd.DataFrame, # this track's tidy rows
                        config:ThesisModelsConfig|None=None, # for the steps and budget columns
-                       curves:pd.DataFrame|None=None, # `reports/training/thesis_models.csv`, for the untrained column
                        spend:pd.DataFrame|None=None, # `reports/training/thesis_models_spend.csv`, for the measured CPU-seconds
                       )->pd.DataFrame: # one row per model, best first
-    "Per model: 1-NN accuracy (mean and each seed), MAP@R, the best triplet score with its distance-scaler, untrained accuracy, measured spend."
+    "Per model: 1-NN accuracy (mean, each seed), MAP@R, its untrained start and paired gain, the triplet score (training-fold choice; the thesis's best test value), spend."
     r = results[(results.protocol == 'cross-fold') & (results.level == 'sub') & (results.k == 1)]
     acc = r[(r.metric == 'accuracy') & (r.distance == 'cosine')]
     out = acc.groupby('representation').value.agg(accuracy='mean', accuracy_sd='std', n_seeds='size')
     out['seeds'] = acc.sort_values('seed').groupby('representation').value.apply(lambda s: ' '.join(f'{v:.4f}' for v in s))
     out['map_at_r'] = r[(r.metric == 'map_at_r') & (r.distance == 'cosine')].groupby('representation').value.mean()
-    ts = r[r.metric == 'triplet_score'].groupby(['representation', 'distance']).value.mean().reset_index()
+    gain = r[r.metric.isin(GAIN_METRICS) & (r.distance == 'cosine')].pivot_table(index=['representation', 'seed'], columns='metric', values='value')
+    if len(gain):   # each seed against its own untrained start, on the same queries
+        g = gain.reset_index().groupby('representation')
+        out['untrained_accuracy'], out['gain_over_untrained'] = g.untrained_accuracy.mean(), g.gain_over_untrained.mean()
+        out['gain_ci_per_seed'] = g.apply(lambda d: ' '.join(f'[{lo:+.3f}, {hi:+.3f}]' for lo, hi in zip(d.gain_ci_low, d.gain_ci_high)), include_groups=False)
+        out['training'] = g.apply(lambda d: gain_verdict(d.gain_ci_low, d.gain_ci_high), include_groups=False)
+    ts = r[r.metric == 'triplet_score']
+    if len(sel := ts[ts.distance == 'selected']): out['triplet_score_selected'] = sel.groupby('representation').value.mean()
+    # the thesis's way, for comparison: the best of the test values (a maximum over 27 numbers, optimistic)
+    ts = ts[ts.distance != 'selected'].groupby(['representation', 'distance']).value.mean().reset_index()
     best = ts.loc[ts.groupby('representation').value.idxmax()].set_index('representation')
-    out['best_triplet_score'], out['best_distance_scaler'] = best.value, best.distance
+    out['best_triplet_score_test_picked'], out['best_distance_scaler_test_picked'] = best.value, best.distance
     if config is not None:
         steps = {representation_name(run): run['steps'] for run in config.runs()}
         out.insert(0, 'steps', out.index.map(steps)); out.insert(0, 'budget_cpu_s', config.budget_cpu_s)
-    if curves is not None and len(curves) and (curves.step == 0).any():
-        # folds hold equal numbers of clips, so the mean of the per-fold accuracies is the cross-fold accuracy
-        start = curves[curves.step == 0].groupby('representation')
-        out['untrained_accuracy'] = start.accuracy.mean()
-        out['untrained_folds'] = start.fold.nunique()
-        out['gain_over_untrained'] = out.accuracy - out.untrained_accuracy
     if spend is not None and len(spend):
         s = spend_summary(spend)
         out['train_cpu_s'], out['train_cpu_s_min'], out['train_cpu_s_max'] = s.train_cpu_s, s.train_cpu_s_min, s.train_cpu_s_max
