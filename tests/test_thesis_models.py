@@ -4,7 +4,7 @@ and the budget conversion are unit-tested in nbs/05b_thesis_models."""
 import json, re
 import numpy as np, pandas as pd
 
-from audio_latent.retrieval import RESULT_COLUMNS, DISTANCES
+from audio_latent.retrieval import RESULT_COLUMNS, DISTANCES, GAIN_METRICS
 from conftest import ROOT, assert_figure
 
 
@@ -28,7 +28,12 @@ def test_notebook_tiny_profile_on_real_clips(tiny_reports):
     # the appendix-A grid for every model
     grid = {f'{d}-{s}' for d in DISTANCES for s in ('MinMaxScaler', 'StandardScaler', 'Normalizer')}
     ts = df[df.metric == 'triplet_score']
-    assert all(set(ts[ts.representation == n].distance) == grid for n in THESIS_REPRESENTATIONS)
+    # (and 'selected': the pair each outer fold chose on its training folds' triplets, scored on its test fold)
+    assert all(set(ts[ts.representation == n].distance) == grid | {'selected'} for n in THESIS_REPRESENTATIONS)
+    # every seed's model against its own untrained start: accuracy of the start, paired gain inside its interval
+    gain = df[df.metric.isin(GAIN_METRICS)].pivot_table(index=['representation', 'seed'], columns='metric', values='value')
+    assert len(gain) == 2 * len(THESIS_REPRESENTATIONS) and gain.untrained_accuracy.between(0, 1).all()
+    assert ((gain.gain_ci_low <= gain.gain_over_untrained + 1e-12) & (gain.gain_over_untrained <= gain.gain_ci_high + 1e-12)).all()
     assert ts.value.between(0, 1).all()
     acc = df[(df.metric == 'accuracy') & (df.level == 'sub') & (df.protocol == 'cross-fold') & (df.k == 1)]
     assert acc.value.between(0, 1).all() and set(acc.representation) == set(THESIS_REPRESENTATIONS)
