@@ -120,8 +120,8 @@ def test_cost_command_projects_a_model_of_the_tiny_profile():
     header, row = table[1].split(), table[2].split()
     assert row[0] == 'triplet/model1' and len(row) == len(header) + 1, out.stdout
     got = dict(zip(header, map(float, row[1:])))
-    # tiny: 1 fold, 2 rates -> 2 selection runs; 2 seeds, one of them the curve run; 1 untrained pass
-    assert (got['n_select'], got['n_final'], got['n_curve'], got['n_untrained']) == (2, 1, 1, 1), got
+    # tiny: 1 fold, 2 rates -> 2 selection runs; 2 seeds, one of them the curve run; an untrained start per seed
+    assert (got['n_select'], got['n_final'], got['n_curve'], got['n_untrained']) == (2, 1, 1, 2), got
     assert got['projected_s'] >= got['select_s'] * 2 + got['final_s'] > 0, got
     bad = subprocess.run([sys.executable, '-m', 'audio_latent.thesis_models', 'cost', '--profile', 'tiny', '--models', 'triplet/model9'],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
