@@ -14,7 +14,7 @@ export AUDIO_LATENT_CACHE ?= $(abspath .cache)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-features bench-yamnet bench-search bench-store bench-startup bench-spans bench-ondisk export readme docs clean-cache
+.PHONY: env test test-nbs test-py report run-notebooks build-report check-results bench bench-train bench-features bench-yamnet bench-search bench-store bench-startup bench-spans bench-ondisk export readme docs clean-cache
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -101,3 +101,7 @@ docs: env
 
 clean-cache:
 	rm -rf $(AUDIO_LATENT_CACHE)
+
+# steps per CPU-second of each thesis model: eager (today's step), traced, traced in bfloat16, XLA; ratios to eager measured in the same run (~10 min)
+bench-train: env
+	$(BIN)/python -m audio_latent.thesis_models bench-train --profile $(PROFILE)

@@ -208,11 +208,11 @@ def triplet_scores(embeddings:dict, # fold -> (n, dim) embeddings of all clips b
         for scaler_name in scalers:
             scaler = _scaler(scaler_name).fit(E[folds != fold])     # fitted on the training folds only
             train_scaled = scaler.transform(E[folds != fold])
+            scaled_parts = [scaler.transform(E[members]) for members, *_ in parts]   # once per scaler, not per distance
             for distance in distances:
                 kw = {'V': train_scaled.var(0, ddof=1)} if distance == 'seuclidean' else {}
                 d_ap, d_an = [], []
-                for members, a, p, n in parts:
-                    scaled = scaler.transform(E[members])
+                for scaled, (members, a, p, n) in zip(scaled_parts, parts):
                     D = pairwise_distances(scaled, scaled, distance, **kw)
                     d_ap.append(D[a, p]); d_an.append(D[a, n])
                 rows.append((f'{distance}-{scaler_name}', fold, sum(len(a) for _, a, _, _ in parts),
@@ -592,8 +592,7 @@ def run_metric_learning(config:MLConfig, # from `load_config`
                                                metric='classifier_accuracy', k=1,
                                                value=_proxy_accuracy(res['spaces'], res['proxies'], catalogue))])[RESULT_COLUMNS])
             rows.append(triplet_rows(res['spaces'], fold_of, triplets, experiment, name, res['run'], s))
-            if s == min(fam['seeds']):
-                predictions.append(predictions_from_spaces(res['spaces'], catalogue, name, res['run'], seed=s))
+            predictions.append(predictions_from_spaces(res['spaces'], catalogue, name, res['run'], seed=s))   # every seed: paired tests per seed
             folds_acc[f'{name} seed {s}'] = fold_accuracy(res['spaces'], catalogue)
             losses[f'{name} seed {s}'] = res['loss']
             records.append(family_record(fam, s, len(catalogue), dataset_name, catalogue.fold.nunique()))

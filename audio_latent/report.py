@@ -20,9 +20,9 @@ __all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFER
            'recorded_environment', 'environment_from_report', 'snapshot_reports', 'restore_reports', 'BadDataset',
            'run_dataset', 'record_dataset', 'recorded_dataset', 'NotebookFailed', 'package_modules_used',
            'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs', 'check_outputs', 'seal', 'load_results',
-           'seed_summary', 'plot_summary', 'load_thesis_numbers', 'mean_over_seeds', 'compare_with_theses',
-           'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'report_settings', 'mcnemar_results', 'gain_table',
-           'run_role', 'development_notes', 'build_report', 'main']
+           'seed_summary', 'separation_tiers', 'plot_summary', 'load_thesis_numbers', 'mean_over_seeds',
+           'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'report_settings',
+           'mcnemar_results', 'gain_table', 'run_role', 'grid_edge', 'development_notes', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 class ReportError(Exception):
@@ -430,6 +430,18 @@ def seed_summary(results:pd.DataFrame, # tidy rows (several seeds per representa
     out['seeds'] = g.accuracy.apply(lambda s: ' '.join(f'{v:.4f}' for v in s))
     return out.reset_index().sort_values('accuracy', ascending=False).reset_index(drop=True)
 
+def separation_tiers(accuracy:np.ndarray, # (n,) accuracy of each row
+                     ci_low:np.ndarray, ci_high:np.ndarray, # (n,) its 95% interval
+                    ) -> np.ndarray: # (n,) tier of each row, 1 = the best tier
+    "Tiers, best first: a row opens a new tier only when its interval lies wholly below that of the current tier's first row."
+    acc, lo, hi = (np.asarray(v, float) for v in (accuracy, ci_low, ci_high))
+    tiers, tier, top = np.zeros(len(acc), int), 1, None
+    for i in np.argsort(-acc, kind='stable'):
+        if top is not None and hi[i] < lo[top]: tier, top = tier + 1, i
+        top = i if top is None else top
+        tiers[i] = tier
+    return tiers
+
 def plot_summary(summary:pd.DataFrame, # `seed_summary` rows with a boolean `uses_labels` and text `stand_in`
                  path:str|Path, logreg:float|None=None, # our logistic regression on frozen YAMNet (same folds), drawn as a line
                  title:str='', references:bool=True, # draw ESC-50's published accuracies (False for another dataset)
@@ -567,17 +579,8 @@ def _sections_mcnemar(results:pd.DataFrame) -> list[str]:
 def gain_table(results:pd.DataFrame, # tidy rows with `retrieval.GAIN_METRICS` (e.g. the thesis models')
               ) -> pd.DataFrame: # one row per experiment and representation: start, trained, gain, intervals, verdict
     "Each trained model beside its untrained start: accuracies, the paired gain (mean over seeds), each seed's interval and the verdict."
-    from audio_latent.retrieval import GAIN_METRICS, gain_verdict
-    r = results[results.metric.isin(GAIN_METRICS + ('accuracy',)) & (results.distance == 'cosine') & (results.protocol == 'cross-fold') & (results.level == 'sub') & (results.k == 1)]
-    w = r.pivot_table(index=['experiment', 'representation', 'seed'], columns='metric', values='value').reset_index()
-    if 'gain_over_untrained' not in w: return pd.DataFrame()
-    w = w.dropna(subset=['gain_over_untrained'])
-    g = w.groupby(['experiment', 'representation'])
-    out = pd.DataFrame({'untrained_accuracy': g.untrained_accuracy.mean(), 'trained_accuracy': g.accuracy.mean(),
-                        'gain': g.gain_over_untrained.mean(), 'n_seeds': g.size()})
-    out['gain_ci_per_seed'] = g.apply(lambda d: ' '.join(f'[{lo:+.3f}, {hi:+.3f}]' for lo, hi in zip(d.gain_ci_low, d.gain_ci_high)), include_groups=False)
-    out['training'] = g.apply(lambda d: gain_verdict(d.gain_ci_low, d.gain_ci_high), include_groups=False)
-    return out.reset_index().sort_values(['experiment', 'gain'], ascending=[True, False]).reset_index(drop=True)
+    from audio_latent.retrieval import gain_summary
+    return gain_summary(results).sort_values(['experiment', 'gain'], ascending=[True, False]).reset_index(drop=True)
 
 def _sections_gain(results:pd.DataFrame) -> list[str]:
     t = gain_table(results)
@@ -632,6 +635,20 @@ def run_role(selection:str, n_candidates:int, stand_in:str,
         role += f"; {development['what']} fixed during development after {development['runs']} runs scored on {development['folds']}"
     return role
 
+def grid_edge(selection:str, # a run record's `selection`, naming a numeric grid as 'in {a, b, c}'
+              chosen:dict|str, # {outer fold: chosen value}, or its JSON
+             ) -> str: # '' when every fold's choice is interior (or there is no numeric grid), else how many sit on which edge
+    "Which outer folds chose a value on an edge of a numeric candidate grid: there, the best value may lie outside the grid."
+    import re
+    m = re.search(r'in \{([^}]*)\}', str(selection))
+    try: grid = sorted(float(v) for v in m.group(1).split(',')) if m else []
+    except ValueError: return ''   # a grid of names (poolings) has no edges
+    if len(grid) < 2: return ''
+    vals = [float(v) for v in (json.loads(chosen) if isinstance(chosen, str) else dict(chosen or {})).values()]
+    parts = [f'{n} of {len(vals)} folds at the {end} ({v:g})' for end, v in (('bottom', grid[0]), ('top', grid[-1]))
+             if (n := sum(c == v for c in vals))]
+    return '; '.join(parts)
+
 def development_notes(params_file:str|Path|None=None) -> dict:
     "{representation: {what, runs, folds}} from the `report: development:` block of params.yaml: settings fixed by looking at test-fold scores."
     notes = {}
@@ -645,11 +662,13 @@ def _sections_provenance(runs:pd.DataFrame) -> list[str]:
     t = g.agg(seeds=('seed', lambda s: ' '.join(map(str, sorted(s)))), uses_labels=('uses_labels', 'first'),
               selection=('selection', 'first'), n_candidates=('n_candidates', 'first'), chosen=('chosen', 'first'),
               stand_in=('stand_in', 'first'), wall_s=('wall_s', lambda s: f'{s.sum():.1f}'), runs=('run', lambda s: ' '.join(s))).reset_index()
+    t.insert(t.columns.get_loc('chosen') + 1, 'at_grid_edge', [grid_edge(s, c) for s, c in zip(t.selection, t.chosen)])
     stand = runs[runs.stand_in.astype(str) != ''].drop_duplicates('representation')
     out = ["## How each number was chosen",
            "From `reports/results/runs.csv`: for every representation, the seeds run, whether labels were used, how every "
            "choice that was not fixed in advance was made (always inside the training folds, never on the test fold) and among "
-           "how many candidates, what each outer fold chose, and the run ids and total wall time (seconds, summed over seeds "
+           "how many candidates, what each outer fold chose (`at_grid_edge`: folds whose choice is the smallest or largest value of a "
+           "numeric grid, where the best value may lie outside it), and the run ids and total wall time (seconds, summed over seeds "
            "and folds, as measured when the run was computed). Full settings, data, code hash and commit per run are in the file.",
            _md_table(t)]
     if len(stand):
@@ -714,10 +733,17 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     summary = summary.assign(uses_labels=summary.representation.map(labels).fillna(False).astype(bool),
                              stand_in=summary.representation.map(stand).fillna(''),
                              how_chosen=summary.representation.map(role).fillna(''))
+    from audio_latent.retrieval import gain_summary
+    verdict = dict(zip(gain_summary(results).representation, gain_summary(results).training))
+    summary['vs_untrained'] = summary.representation.map(verdict).fillna('').str.split(' ').str[0].replace('not', 'not separated')
+    summary['tier'] = 0
+    for u in (False, True):   # ranked only as far as the intervals separate, within each table
+        m = (summary.uses_labels == u).to_numpy()
+        if m.any(): summary.loc[m, 'tier'] = separation_tiers(summary.accuracy[m], summary.accuracy_ci_low[m], summary.accuracy_ci_high[m])
     lr = results[(results.metric == 'classifier_accuracy') & (results.distance == 'logreg') & (results.protocol == 'cross-fold') & (results.level == 'sub')]
     logreg = float(lr.value.mean()) if len(lr) else None
     plot_summary(summary, out/'figures'/'summary_cross_fold.png', logreg, title='' if esc50 else f"Search by example on {data['name']}", references=esc50)
-    cols = ['experiment', 'representation', 'how_chosen', 'n_seeds', 'accuracy', 'accuracy_sd', 'seeds', 'accuracy_ci_low', 'accuracy_ci_high', 'map_at_r', 'stand_in']
+    cols = ['tier', 'experiment', 'representation', 'how_chosen', 'vs_untrained', 'n_seeds', 'accuracy', 'accuracy_sd', 'seeds', 'accuracy_ci_low', 'accuracy_ci_high', 'map_at_r', 'stand_in']
     md = [f"# audio_latent: results on {data['name']}", *_sections_data(data),
           "Every number below is a pivot of `reports/results/*.csv`, written by the notebooks that `make report` ran; "
           "every row carries the id of the run that made it, and `reports/results/runs.csv` holds each run's settings.",
@@ -736,7 +762,12 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
           "the official folds the row is tested on (declared in `reports/params.yaml`, `report: development`), so its number is "
           "optimistic by an unknown amount; a *candidate* row is one option of such a "
           "selection scored on the test folds (an ablation: picking the best candidate row would be choosing on the test folds); "
-          "*fixed in advance* had nothing to choose; a *stand-in* keeps a thesis architecture but not its training budget.",
+          "*fixed in advance* had nothing to choose; a *stand-in* keeps a thesis architecture but not its training budget. "
+          "`tier`: the rows are ordered by accuracy but ranked only as far as their intervals separate: a row opens a new tier "
+          "only when its interval lies wholly below that of the current tier's first row, so rows of one tier are not ranked "
+          "against each other. `vs_untrained`: where a trained model was scored against its own untrained start (section "
+          "*Trained models against their untrained start*), whether training *helps*, *hurts* or is *not separated* from it; "
+          "a model not separated from its start shows what its architecture does untrained, not what training did.",
           "### Made without labels", _md_table(summary[~summary.uses_labels][cols].reset_index(drop=True)),
           "### Trained with labels", _md_table(summary[summary.uses_labels][cols].reset_index(drop=True)),
           "Note: the thesis's YAMNet `delta` is a fixed linear map of `mu` (a derivative filter along the embedding axis "

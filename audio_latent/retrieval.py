@@ -16,8 +16,8 @@ __all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'GAIN_METRICS',
            'foldwise_distances', 'cross_fold_neighbours', 'rank_allowed', 'ranking_metrics', 'level_labels',
            'catalogue_levels', 'catalogue_groups', 'bootstrap_accuracy_ci', 'evaluate_distances', 'evaluate_spaces',
            'evaluate_representation', 'inner_fold_score', 'paired_difference_ci', 'random_distances', 'write_results',
-           'write_predictions', 'predictions_from_spaces', 'paired_gain_rows', 'gain_verdict', 'mcnemar_test',
-           'linear_probe_scores']
+           'write_predictions', 'predictions_from_spaces', 'paired_gain_rows', 'gain_verdict', 'gain_summary',
+           'mcnemar_test', 'linear_probe_scores']
 
 # %% ../nbs/02_retrieval.ipynb #a27ff4eb
 def l2_normalise(X:np.ndarray, # vectors on the last axis, one per row
@@ -392,6 +392,24 @@ def gain_verdict(ci_low:np.ndarray, # gain_ci_low of each seed
     up, down = int((lo > 0).sum()), int((hi < 0).sum())
     word = 'helps' if up == n else 'hurts' if down == n else 'not separated'
     return f"{word} ({up} of {n} seeds above zero, {down} below)"
+
+def gain_summary(rows:pd.DataFrame, # tidy rows with GAIN_METRICS (and `accuracy`), one or more seeds per representation
+                 distance:str='cosine', # the distance the gains were computed under
+                ) -> pd.DataFrame: # per (experiment, representation): untrained_accuracy, trained_accuracy, gain, n_seeds, gain_ci_per_seed, training
+    "Each trained representation beside its untrained start: means over seeds, each seed's paired-gain interval and the verdict."
+    if 'experiment' not in rows: rows = rows.assign(experiment='')   # one track's rows may come without it
+    r = rows[(rows.metric.isin(GAIN_METRICS + ('accuracy',))) & (rows.distance == distance) & (rows.protocol == 'cross-fold')
+             & (rows.level == 'sub') & (rows.k == 1)]
+    w = r.pivot_table(index=['experiment', 'representation', 'seed'], columns='metric', values='value').reset_index()
+    cols = ['experiment', 'representation', 'untrained_accuracy', 'trained_accuracy', 'gain', 'n_seeds', 'gain_ci_per_seed', 'training']
+    if 'gain_over_untrained' not in w: return pd.DataFrame(columns=cols)
+    if 'accuracy' not in w: w['accuracy'] = np.nan
+    g = w.dropna(subset=['gain_over_untrained']).sort_values('seed').groupby(['experiment', 'representation'])
+    out = pd.DataFrame({'untrained_accuracy': g.untrained_accuracy.mean(), 'trained_accuracy': g.accuracy.mean(),
+                        'gain': g.gain_over_untrained.mean(), 'n_seeds': g.size()})
+    out['gain_ci_per_seed'] = g.apply(lambda d: ' '.join(f'[{lo:+.3f}, {hi:+.3f}]' for lo, hi in zip(d.gain_ci_low, d.gain_ci_high)), include_groups=False)
+    out['training'] = g.apply(lambda d: gain_verdict(d.gain_ci_low, d.gain_ci_high), include_groups=False)
+    return out.reset_index()[cols]
 
 # %% ../nbs/02_retrieval.ipynb #38d427e6
 def mcnemar_test(correct_a:np.ndarray, # is model A right on each clip

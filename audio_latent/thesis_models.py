@@ -15,7 +15,7 @@ from keras import layers
 from tqdm.auto import tqdm
 
 from .losses import make_loss
-from .retrieval import (RESULT_COLUMNS, GAIN_METRICS, evaluate_spaces, inner_fold_score, predictions_from_spaces, paired_gain_rows, gain_verdict, write_results,
+from .retrieval import (RESULT_COLUMNS, GAIN_METRICS, evaluate_spaces, inner_fold_score, predictions_from_spaces, paired_gain_rows, gain_summary, write_results,
                                     write_predictions)
 from .experiment import (load_settings, config_from_settings, inner_validation_fold, code_hash, cached_run, record_runs, spend_summary,
                                      set_tf_threads, require_tf_threads, run_in_workers)
@@ -26,11 +26,11 @@ from .metric_learning import (_spaces_run, THESIS_TRIPLET_MODELS, THESIS_CONTRAS
                                           fold_accuracy, appendix_table, clips_id, inputs_id)
 
 # %% auto #0
-__all__ = ['THESIS_REPRESENTATIONS', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig', 'load_config',
-           'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'recompute_batchnorm',
-           'training_diagnosis', 'checkpoint_steps', 'select_learning_rate', 'train_model', 'run_thesis_models',
-           'load_data', 'measure_step_cpu_s', 'measure_run_step_cpu_s', 'calibrate', 'main', 'call_counts',
-           'track_cost', 'equal_budget_table']
+__all__ = ['THESIS_REPRESENTATIONS', 'STEP_MODES', 'train_steps', 'steps_for_budget', 'curve_steps', 'ThesisModelsConfig',
+           'load_config', 'training_code', 'run_steps', 'fold_model', 'untrained_embeddings', 'freeze_batchnorm',
+           'recompute_batchnorm', 'training_diagnosis', 'checkpoint_steps', 'select_learning_rate', 'train_model',
+           'run_thesis_models', 'load_data', 'measure_step_cpu_s', 'measure_run_step_cpu_s', 'calibrate', 'time_steps',
+           'bench_train', 'main', 'call_counts', 'track_cost', 'equal_budget_table']
 
 # %% ../nbs/05b_thesis_models.ipynb #6d73a556
 def train_steps(encoder:keras.Model, # input -> embedding
@@ -105,6 +105,7 @@ class ThesisModelsConfig:
     stand_in:str='' # what differs from the thesis's own setting (printed beside its tables)
     workers:int=0 # processes that train the models side by side (`run_in_workers`); 0: train in this process
     tf_threads:int|None=None # TensorFlow threads a run trains at, part of its id (None: the process's default, not recorded)
+    freeze_batchnorm:bool=False # BatchNorm in inference mode while training (its identity start kept); False: the thesis's training mode
     models:list=field(default_factory=list) # run dicts, one per appendix-A model
 
     @classmethod
@@ -126,6 +127,7 @@ class ThesisModelsConfig:
             if name not in THESIS_REPRESENTATIONS: raise ValueError(f"{name!r} is not an appendix-A model; use one of {THESIS_REPRESENTATIONS}")
             if r['loss'] == 'contrastive': r['sampler'] = 'shuffle'
             if self.tf_threads is not None: r['tf_threads'] = int(self.tf_threads)
+            if self.freeze_batchnorm: r['freeze_batchnorm'] = True
             if self.budget_cpu_s is not None:
                 if name not in self.step_cpu_s:
                     raise ValueError(f"step_cpu_s has no cost for {name!r}: run `python -m audio_latent.thesis_models calibrate "
@@ -136,6 +138,12 @@ class ThesisModelsConfig:
             else: raise ValueError(f"{name}: give budget_cpu_s, steps, or the model's epochs")
             out.append(r)
         return out
+
+    def has_curve(self, run:dict|None=None, # a run of `runs()` (None: any budgeted model of this profile)
+                 )->bool:
+        "Does the run get a learning curve: a curve fold is set and the run trains a fixed number of steps."
+        steps = run.get('steps') if run is not None else (self.budget_cpu_s is not None or self.steps is not None)
+        return self.curve_fold is not None and bool(steps)
 
 def load_config(profile:str='cpu', # 'cpu', 'tiny' or 'thesis'
                 overrides:dict|None=None, # papermill parameters; None values are ignored
@@ -148,7 +156,7 @@ def load_config(profile:str='cpu', # 'cpu', 'tiny' or 'thesis'
 def training_code()->str:
     "Code id of a trained run: the metric-learning pieces it reuses (models, inputs, losses, augmentation) and this track's own."
     import audio_latent.metric_learning as ml, audio_latent.thesis_models as tm
-    return ml.training_code() + code_hash(tm.train_steps, tm.run_steps, tm.fold_model)
+    return ml.training_code() + code_hash(tm.train_steps, tm.run_steps, tm.fold_model, tm.freeze_batchnorm)
 
 def run_steps(run:dict, # a run of `ThesisModelsConfig.runs()`
               y_train:np.ndarray, # labels of the training clips
@@ -188,6 +196,7 @@ def fold_model(run:dict, # a run of `ThesisModelsConfig.runs()`
         X = run_inputs(run, data, train)          # standardised on the training clips only
         keras.utils.set_random_seed(1000 * int(seed) + int(outer_fold))
         encoder = build_model(run['model'], model_input_shape(run, X))
+        if run.get('freeze_batchnorm'): freeze_batchnorm(encoder)
         out = {}
         def on_checkpoint(step):
             E = np.zeros((len(X), encoder.output_shape[-1]), np.float32)
@@ -224,7 +233,14 @@ def untrained_embeddings(run:dict, # a run of `ThesisModelsConfig.runs()`
     return arrays, meta
 
 # %% ../nbs/05b_thesis_models.ipynb #8f1c8827
-def _batchnorms(encoder:keras.Model)->list: return [l for l in encoder.layers if isinstance(l, layers.BatchNormalization)]
+def _batchnorms(encoder:keras.Model)->list: return [l for l in encoder._flatten_layers() if isinstance(l, layers.BatchNormalization)]
+
+def freeze_batchnorm(encoder:keras.Model, # its BatchNorm layers are set to inference mode in place
+                    )->int: # BatchNorm layers frozen
+    "Keep every BatchNorm layer in inference mode with its statistics and scale fixed while the rest trains."
+    bn = _batchnorms(encoder)
+    for l in bn: l.trainable = False   # Keras 3: a non-trainable BatchNormalization runs in inference mode
+    return len(bn)
 
 def recompute_batchnorm(encoder:keras.Model, # its BatchNorm layers' moving statistics are replaced in place
                         X:np.ndarray, # training inputs
@@ -260,19 +276,21 @@ def training_diagnosis(run:dict, # a run of `ThesisModelsConfig.runs()` (with it
         return dict(representation=representation_name(run), outer_fold=k, inner_fold=v, **kw,
                     accuracy=inner_fold_score({v: E}, catalogue, gallery, score='accuracy'), map_at_r=inner_fold_score({v: E}, catalogue, gallery))
     enc = start(); out = [scored(enc, variant='untrained', learning_rate=np.nan, steps=0)]
-    if recompute_batchnorm(enc, X[train]): out.append(scored(enc, variant='untrained, BN statistics recomputed', learning_rate=np.nan, steps=0))
+    has_bn = recompute_batchnorm(enc, X[train]) > 0   # decided once: the architecture has BatchNorm or not
+    if has_bn: out.append(scored(enc, variant='untrained, BN statistics recomputed', learning_rate=np.nan, steps=0))
+    del enc
     for mult in budgets:
         steps = max(1, int(round(run_steps(run, y[train]) * mult)))
         for lr in learning_rates:
-            for frozen in ([False, True] if _batchnorms(enc) else [False]):
+            for frozen in ([False, True] if has_bn else [False]):
                 enc = start()
-                for l in _batchnorms(enc): l.trainable = not frozen
+                if frozen: freeze_batchnorm(enc)
                 h = train_steps(enc, X[train], y[train], make_loss(run, enc.output_shape[-1]), steps, lr, run['batch_size'],
                                 make_augment(run, run['input']), 1000 * int(seed) + int(k), run['sampler'])
                 n = max(1, min(3, steps // 2))
                 out.append(scored(enc, variant='trained, BN frozen' if frozen else 'trained', learning_rate=lr, steps=steps,
                                   loss_start=float(h['loss'][:n].mean()), loss_end=float(h['loss'][-n:].mean())))
-            del enc; gc.collect(); enc = start()
+                del enc; gc.collect()
     return pd.DataFrame(out)
 
 # %% ../nbs/05b_thesis_models.ipynb #84fdb230
@@ -332,12 +350,12 @@ def train_model(run:dict, # a run of `config.runs()`
     inputs = inputs_id(run, data)
     chosen, selection, select_metas = select_learning_rate(run, data, catalogue, config, cache, inputs)
     # every final model's own start (its seed, its fold), and the curve's step-0 point (seed `selection_seed`)
-    starts = sorted(set(config.seeds) | ({config.selection_seed} if config.curve_fold is not None and run.get('steps') else set()))
+    starts = sorted(set(config.seeds) | ({config.selection_seed} if config.has_curve(run) else set()))
     untrained = {(s, k): untrained_embeddings(run, data, catalogue, k, s, cache, inputs)[0] for s in starts for k in config.folds}
     final = {}
     for s in config.seeds:
         for k in config.folds:
-            on_curve = bool(k == config.curve_fold and s == config.selection_seed and run.get('steps'))
+            on_curve = config.has_curve(run) and k == config.curve_fold and s == config.selection_seed
             extra = curve_steps(run['steps'], config.curve_multiples) if on_curve else ()
             arrays, meta = fold_model(run, data, catalogue, k, s, chosen[k], 'final', extra, cache, inputs)
             final[(s, k)] = (arrays, meta, on_curve)
@@ -392,7 +410,7 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
         chosen, selection, select_metas = model_runs['chosen'], model_runs['selection'], model_runs['select_metas']
         if len(selection): selections.append(selection.assign(representation=name))
         for (s0, k), arrays in model_runs['untrained'].items():
-            if s0 != config.selection_seed or config.curve_fold is None or not run.get('steps'): continue
+            if s0 != config.selection_seed or not config.has_curve(run): continue
             curves += _curve_rows(name, run, arrays, catalogue, k, config.selection_seed, np.nan, config.step_cpu_s.get(name))
         for s in config.seeds:
             spaces, metas = {}, []
@@ -410,7 +428,7 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
             rows.append(triplet_rows(spaces, fold_of, triplets, experiment, name, rid, s))
             start = {k: model_runs['untrained'][(s, k)]['embeddings_0'] for k in config.folds}
             rows.append(paired_gain_rows(start, spaces, catalogue, experiment, name, rid, s, config.n_boot))
-            if s == min(config.seeds): predictions.append(predictions_from_spaces(spaces, catalogue, name, rid, seed=s))
+            predictions.append(predictions_from_spaces(spaces, catalogue, name, rid, seed=s))   # every seed: paired tests per seed
             records.append(_run_record(name, run, int(s), rid, chosen, metas, select_metas, config, len(catalogue), dataset_name,
                                         catalogue.fold.nunique()))
         timings[name] = worker_s.get(name, 0.0) + time.perf_counter() - t   # its worker's wall time, then its evaluation here
@@ -502,8 +520,64 @@ def calibrate(profile:str='cpu', # profile whose models to time
         out[representation_name(r)] = round(cost, 4)
     return out
 
+STEP_MODES = ('eager', 'function', 'function-bf16', 'xla')
+
+def time_steps(run:dict, # a run of `ThesisModelsConfig.runs()`
+               mode:str='eager', # one of STEP_MODES: how the step runs (bf16: Keras 'mixed_bfloat16' policy)
+               n:int=8, # steady steps timed after the first two
+               seed:int=0,
+              )->dict: # first_cpu_s (build + first step, tracing included), step_cpu_s (steady), peak_rss_gb
+    "CPU-seconds of one model's training step in one way of running it, on inputs of the run's shape (values do not change the cost)."
+    import resource
+    if mode not in STEP_MODES: raise ValueError(f"mode={mode!r}: choose one of {STEP_MODES}")
+    rng = np.random.default_rng(seed)
+    shape = (30, 30, 1) if run['input'] == 'thesis' else (500 // run.get('time_pool', 1), 64, 1)
+    X, y = rng.normal(size=(640, *shape)).astype(np.float32), np.repeat(np.arange(40), 16)
+    c0 = time.process_time()
+    if mode == 'function-bf16': keras.mixed_precision.set_global_policy('mixed_bfloat16')
+    keras.utils.set_random_seed(seed)
+    encoder = build_model(run['model'], model_input_shape(run, X))
+    if run.get('freeze_batchnorm'): freeze_batchnorm(encoder)
+    rng_tf, rng_np = tf.random.Generator.from_seed(seed), np.random.default_rng(seed)
+    step = train_step(encoder, make_loss(run, encoder.output_shape[-1]), make_augment(run, run['input']), rng_tf, keras.optimizers.Adam(1e-5))
+    if mode != 'eager': step = tf.function(step, jit_compile=mode == 'xla')
+    batches, cpu = [], []
+    for s in range(n + 2):
+        if not batches: batches = list(reversed(epoch_batches(y, run['batch_size'], rng_np, run['sampler'])))
+        idx = batches.pop()
+        float(step(tf.constant(X[idx]), tf.constant(y[idx], tf.int32), tf.constant(s, tf.int32)))
+        cpu.append(time.process_time() - c0); c0 = time.process_time()
+    keras.mixed_precision.set_global_policy('float32')
+    return dict(first_cpu_s=cpu[0], step_cpu_s=float(np.mean(cpu[2:])), peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+def bench_train(profile:str='cpu', # profile whose models to time
+                models:list|None=None, # representation names (default: all ten)
+                modes:tuple=STEP_MODES, # ways of running a step; 'eager' is the reference
+                n:int=8, # steady steps per measurement
+               )->pd.DataFrame: # one row per model and mode: first and steady CPU-seconds, steps per CPU-second, steps at the budget, ratio to eager
+    "Steps per CPU-second of every model in every way of running a step, each in a fresh process, against eager in the same run."
+    import json, subprocess
+    cfg = load_config(profile); runs = {representation_name(r): r for r in cfg.runs()}
+    rows = []
+    for name in tqdm(models or list(runs), desc='bench-train'):
+        for mode in modes:   # a fresh process each: one measurement's traced graphs and policy cannot leak into the next
+            code = (f"import json; from audio_latent.thesis_models import load_config, time_steps, set_tf_threads; cfg = load_config({profile!r}); "
+                    f"set_tf_threads(cfg.tf_threads); run = {{r['model'] + r['loss']: r for r in cfg.runs()}}[{runs[name]['model'] + runs[name]['loss']!r}]; "
+                    f"print(json.dumps(time_steps(run, {mode!r}, {int(n)})))")
+            p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+            if p.returncode: raise RuntimeError(f"bench-train {name} {mode}: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+            rows.append(dict(representation=name, mode=mode, **json.loads(p.stdout.strip().splitlines()[-1])))
+    t = pd.DataFrame(rows)
+    t['steps_per_cpu_s'] = 1 / t.step_cpu_s
+    if cfg.budget_cpu_s:   # the first step pays for building and tracing: what a whole run at the budget gets
+        t['steps_at_budget'] = [max(0, int((cfg.budget_cpu_s - f) // s) + 1) if f <= cfg.budget_cpu_s else 0 for f, s in zip(t.first_cpu_s, t.step_cpu_s)]
+    ref = t[t['mode'] == 'eager'].set_index('representation')
+    t['steady_speedup_vs_eager'] = ref.step_cpu_s.reindex(t.representation).to_numpy() / t.step_cpu_s
+    if 'steps_at_budget' in t: t['budget_steps_vs_eager'] = t.steps_at_budget / ref.steps_at_budget.reindex(t.representation).to_numpy()
+    return t
+
 def main(argv:list|None=None)->int:
-    "python -m audio_latent.thesis_models calibrate --profile cpu | cost --models triplet/resnet50"
+    "python -m audio_latent.thesis_models calibrate --profile cpu | cost --models triplet/resnet50 | bench-train | diagnose"
     p = argparse.ArgumentParser(prog='python -m audio_latent.thesis_models', description=main.__doc__)
     sub = p.add_subparsers(dest='command', required=True)
     c = sub.add_parser('calibrate', help="the cost of a training step of every model; prints the step_cpu_s line for reports/params.yaml")
@@ -514,10 +588,19 @@ def main(argv:list|None=None)->int:
     d.add_argument('--learning-rates', nargs='*', type=float, default=[1e-6, 1e-5, 1e-4, 1e-3])
     d.add_argument('--budgets', nargs='*', type=float, default=[1, 4], help="multiples of each model's budget steps")
     d.add_argument('--fold', type=int, default=None, help="outer fold k (default: the first); only its training folds are read")
+    b = sub.add_parser('bench-train', help="steps per CPU-second of each model: eager, traced, traced in bfloat16, XLA (ratios to eager, same run)")
+    b.add_argument('--profile', default='cpu'); b.add_argument('--models', nargs='*', default=None)
+    b.add_argument('--modes', nargs='*', default=list(STEP_MODES), choices=STEP_MODES); b.add_argument('--n', type=int, default=8)
     k = sub.add_parser('cost', help="time one call of each kind per model on an empty cache; project each model's wall time in the track")
     k.add_argument('--profile', default='cpu'); k.add_argument('--fold', type=int, default=1)
     k.add_argument('--models', nargs='*', default=['triplet/model1', 'triplet/resnet50'], help=f"of {', '.join(THESIS_REPRESENTATIONS)}")
     a = p.parse_args(argv)
+    if a.command == 'bench-train':
+        if 'eager' not in a.modes: p.exit(2, "--modes: include 'eager', the reference the ratios are taken against.\n")
+        t = bench_train(a.profile, a.models, tuple(a.modes), a.n)
+        print(f"profile {a.profile}, tf_threads {load_config(a.profile).tf_threads}, {a.n} steady steps, batch of the profile; inputs of each model's shape")
+        print(t.to_string(index=False, float_format=lambda x: f'{x:.4g}'))
+        return 0
     if a.command == 'diagnose':
         cfg = load_config(a.profile); runs = {representation_name(r): r for r in cfg.runs()}
         set_tf_threads(cfg.tf_threads)
@@ -552,9 +635,8 @@ def call_counts(config:ThesisModelsConfig, # the profile's settings
     "How many calls of each kind `run_thesis_models` makes for one model."
     n_folds, n_rates = len(config.folds), len(config.learning_rates)
     curve = int(config.curve_fold in config.folds and config.selection_seed in config.seeds)
-    has_steps = config.budget_cpu_s is not None or config.steps is not None
     return dict(select=n_folds * n_rates if n_rates > 1 else 0,
-                untrained=n_folds * len(set(config.seeds) | ({config.selection_seed} if config.curve_fold is not None and has_steps else set())),
+                untrained=n_folds * len(set(config.seeds) | ({config.selection_seed} if config.has_curve() else set())),
                 final=n_folds * len(config.seeds) - curve, curve=curve)
 
 def track_cost(run:dict, # a run of `config.runs()`
@@ -592,12 +674,10 @@ def equal_budget_table(results:pd.DataFrame, # this track's tidy rows
     out = acc.groupby('representation').value.agg(accuracy='mean', accuracy_sd='std', n_seeds='size')
     out['seeds'] = acc.sort_values('seed').groupby('representation').value.apply(lambda s: ' '.join(f'{v:.4f}' for v in s))
     out['map_at_r'] = r[(r.metric == 'map_at_r') & (r.distance == 'cosine')].groupby('representation').value.mean()
-    gain = r[r.metric.isin(GAIN_METRICS) & (r.distance == 'cosine')].pivot_table(index=['representation', 'seed'], columns='metric', values='value')
-    if len(gain):   # each seed against its own untrained start, on the same queries
-        g = gain.reset_index().groupby('representation')
-        out['untrained_accuracy'], out['gain_over_untrained'] = g.untrained_accuracy.mean(), g.gain_over_untrained.mean()
-        out['gain_ci_per_seed'] = g.apply(lambda d: ' '.join(f'[{lo:+.3f}, {hi:+.3f}]' for lo, hi in zip(d.gain_ci_low, d.gain_ci_high)), include_groups=False)
-        out['training'] = g.apply(lambda d: gain_verdict(d.gain_ci_low, d.gain_ci_high), include_groups=False)
+    gain = gain_summary(results).set_index('representation')   # each seed against its own untrained start, on the same queries
+    if len(gain):
+        out['untrained_accuracy'], out['gain_over_untrained'] = gain.untrained_accuracy, gain.gain
+        out['gain_ci_per_seed'], out['training'] = gain.gain_ci_per_seed, gain.training
     ts = r[r.metric == 'triplet_score']
     if len(sel := ts[ts.distance == 'selected']): out['triplet_score_selected'] = sel.groupby('representation').value.mean()
     # the thesis's way, for comparison: the best of the test values (a maximum over 27 numbers, optimistic)

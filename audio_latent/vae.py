@@ -672,7 +672,7 @@ def thesis_stand_ins(cfg:VAEConfig, catalogue:pd.DataFrame, # settings and clips
 def evaluate_vae_spaces(reps:dict, # (representation, seed) -> dict(spaces=fold -> (n, d), run=...)
                         catalogue:pd.DataFrame, # the clips
                         n_boot:int=1000, # bootstrap resamples of the accuracy intervals
-                       ) -> tuple[pd.DataFrame, pd.DataFrame]: # (results rows, seed-0 predictions)
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]: # (results rows, predictions of every seed)
     "Both protocols in fold-wise spaces, and linear probes (logistic regression, SVM) fold-wise, at both label levels."
     from audio_latent.retrieval import catalogue_levels, level_labels, linear_probe_scores
     fold_of = catalogue.fold.to_numpy(); rows, preds = [], []
@@ -684,7 +684,7 @@ def evaluate_vae_spaces(reps:dict, # (representation, seed) -> dict(spaces=fold 
                 rows.append(pd.DataFrame([dict(experiment='vae', representation=rep, run=r['run'], seed=seed, distance='none',
                                                protocol='cross-fold', level=level, metric=f'{model}_accuracy', k=1,
                                                value=float(linear_probe_scores(r['spaces'], y, fold_of, model, standardise=False).mean()))]))
-        if seed == 0: preds.append(predictions_from_spaces(r['spaces'], catalogue, rep, r['run'], seed=0))
+        preds.append(predictions_from_spaces(r['spaces'], catalogue, rep, r['run'], seed=seed))   # every seed: paired tests per seed
     return pd.concat(rows, ignore_index=True)[RESULT_COLUMNS], pd.concat(preds, ignore_index=True)
 
 def run_vae_experiment(cfg:VAEConfig, # typed settings
