@@ -15,14 +15,15 @@ from .dataset import dataset_reports
 
 # %% auto #0
 __all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFERENCE_LINES', 'KEY', 'MCNEMAR_METRICS',
-           'ReportError', 'PlanError', 'MissingInput', 'load_run_plan', 'plan_tracks', 'exploration_root',
-           'report_folder', 'output_folder', 'resolve_only', 'run_environment', 'record_environment',
-           'recorded_environment', 'environment_from_report', 'snapshot_reports', 'restore_reports', 'BadDataset',
-           'run_dataset', 'record_dataset', 'recorded_dataset', 'NotebookFailed', 'package_modules_used',
-           'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs', 'check_outputs', 'seal', 'load_results',
-           'seed_summary', 'separation_tiers', 'plot_summary', 'load_thesis_numbers', 'mean_over_seeds',
-           'compare_with_theses', 'thesis_coverage', 'load_predictions', 'mcnemar_rows', 'report_settings',
-           'mcnemar_results', 'gain_table', 'run_role', 'grid_edge', 'development_notes', 'build_report', 'main']
+           'PAIRED_METRICS', 'ReportError', 'PlanError', 'MissingInput', 'load_run_plan', 'plan_tracks',
+           'exploration_root', 'report_folder', 'output_folder', 'resolve_only', 'run_environment',
+           'record_environment', 'recorded_environment', 'environment_from_report', 'snapshot_reports',
+           'restore_reports', 'BadDataset', 'run_dataset', 'record_dataset', 'recorded_dataset', 'NotebookFailed',
+           'package_modules_used', 'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs', 'check_outputs',
+           'seal', 'load_results', 'seed_summary', 'separation_tiers', 'plot_summary', 'load_thesis_numbers',
+           'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions', 'seed_pairs',
+           'mcnemar_rows', 'report_settings', 'mcnemar_results', 'bootstrap_groups', 'gain_table', 'run_role',
+           'grid_edge', 'development_notes', 'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 class ReportError(Exception):
@@ -522,25 +523,39 @@ def load_predictions(reports:str|Path|None=None) -> pd.DataFrame:
     "All per-clip predictions under reports/predictions, with their experiment."
     files = sorted((reports_dir(reports)/'predictions').glob('*.csv')) if (reports_dir(reports)/'predictions').exists() else []
     if not files: return pd.DataFrame(columns=['experiment', 'representation', 'run', 'seed', 'distance', 'protocol', 'stem', 'target', 'predicted'])
-    preds = pd.concat([pd.read_csv(f).assign(experiment=f.stem) for f in files], ignore_index=True)
-    return preds[preds.seed == preds.groupby('representation').seed.transform('min')]  # one seed per representation
+    return pd.concat([pd.read_csv(f).assign(experiment=f.stem) for f in files], ignore_index=True)   # every seed
 
-def mcnemar_rows(preds:pd.DataFrame, a:str, b:str, distance:str, protocol:str) -> list[tuple]:
-    "Tidy McNemar rows for representations `a` and `b` at both levels (empty if either lacks predictions)."
-    from audio_latent.retrieval import mcnemar_test
-    pa = preds[(preds.representation == a) & (preds.distance == distance) & (preds.protocol == protocol)].sort_values('stem')
-    pb = preds[(preds.representation == b) & (preds.distance == distance) & (preds.protocol == protocol)].sort_values('stem')
-    # compare on the clips both have predictions for (all 2000 in full runs; tiny profiles use different subsets)
-    common = set(pa.stem) & set(pb.stem)
-    pa, pb = pa[pa.stem.isin(common)], pb[pb.stem.isin(common)]
-    if pa.empty or pb.empty: return []
+PAIRED_METRICS = ['accuracy_difference', 'difference_ci_low', 'difference_ci_high']   # accuracy(B) - accuracy(A), same clips
+
+def seed_pairs(seeds_a:list, seeds_b:list)->list:
+    "Which seed of A meets which seed of B: seed s with seed s when both are learned, a single-seed side with every seed of the other."
+    a, b = sorted(set(seeds_a)), sorted(set(seeds_b))
+    return [(s, s) for s in a if s in b] if len(a) > 1 and len(b) > 1 else [(x, y) for x in a for y in b]
+
+def mcnemar_rows(preds:pd.DataFrame, a:str, b:str, distance:str, protocol:str,
+                 groups:dict|None=None, # stem -> cluster of the bootstrap (e.g. src_file); None: clips are independent
+                 n_boot:int=1000,
+                ) -> list[tuple]:
+    "Per pair of seeds (`seed_pairs`) and level: McNemar's table and test, and the paired cluster-bootstrap difference B - A (empty if either lacks predictions)."
+    from audio_latent.retrieval import mcnemar_test, paired_difference_ci
+    pa_all = preds[(preds.representation == a) & (preds.distance == distance) & (preds.protocol == protocol)]
+    pb_all = preds[(preds.representation == b) & (preds.distance == distance) & (preds.protocol == protocol)]
     rows = []
-    for level, f in (('sub', lambda x: x), ('super', lambda x: x // 10)):
-        t = mcnemar_test(f(pa.predicted.to_numpy()) == f(pa.target.to_numpy()), f(pb.predicted.to_numpy()) == f(pb.target.to_numpy()),
-                         pa.stem.to_numpy(), pb.stem.to_numpy())
-        vals = [*t['table'].ravel().tolist(), t['statistic'], t['pvalue']]
-        run = f"{pa.run.iloc[0]}+{pb.run.iloc[0]}"
-        rows += [('mcnemar', f'{a} vs {b}', run, 0, distance, protocol, level, m, 1, float(v)) for m, v in zip(MCNEMAR_METRICS, vals)]
+    for sa, sb in seed_pairs(pa_all.seed.unique(), pb_all.seed.unique()):
+        pa, pb = pa_all[pa_all.seed == sa].sort_values('stem'), pb_all[pb_all.seed == sb].sort_values('stem')
+        # compare on the clips both have predictions for (all 2000 in full runs; tiny profiles use different subsets)
+        common = set(pa.stem) & set(pb.stem)
+        pa, pb = pa[pa.stem.isin(common)], pb[pb.stem.isin(common)]
+        if pa.empty: continue
+        g = None if groups is None else pa.stem.map(groups).to_numpy()
+        seed = sb if pb_all.seed.nunique() > 1 else sa   # the learned side's seed
+        for level, f in (('sub', lambda x: x), ('super', lambda x: x // 10)):
+            ca, cb = f(pa.predicted.to_numpy()) == f(pa.target.to_numpy()), f(pb.predicted.to_numpy()) == f(pb.target.to_numpy())
+            t = mcnemar_test(ca, cb, pa.stem.to_numpy(), pb.stem.to_numpy())
+            vals = [*t['table'].ravel().tolist(), t['statistic'], t['pvalue'], *paired_difference_ci(ca, cb, g, n_boot)]
+            run = f"{pa.run.iloc[0]}+{pb.run.iloc[0]}"
+            rows += [('mcnemar', f'{a} vs {b}', run, int(seed), distance, protocol, level, m, 1, float(v))
+                     for m, v in zip(MCNEMAR_METRICS + PAIRED_METRICS, vals)]
     return rows
 
 def report_settings(params_file:str|Path|None=None, # the settings file (default: reports/params.yaml)
@@ -549,31 +564,50 @@ def report_settings(params_file:str|Path|None=None, # the settings file (default
     from audio_latent.experiment import params_path
     return dict((yaml.safe_load(params_path(params_file).read_text()) or {}).get('report') or {})
 
-def mcnemar_results(results:pd.DataFrame, preds:pd.DataFrame,
-                    pairs:list=(), # fixed pairs: dicts with `a`, `b`, `distances`, `protocol` (e.g. `report_settings()['mcnemar_pairs']`)
+def mcnemar_results(preds:pd.DataFrame, # `load_predictions`
+                    pairs:list=(), # declared pairs: dicts with `a`, `b`, `distances`, `protocol` (`report_settings()['mcnemar_pairs']`)
+                    groups:dict|None=None, # stem -> bootstrap cluster (None: clips independent)
+                    n_boot:int=1000,
                    ) -> pd.DataFrame:
-    "The given pairs and every pair of our best models, as tidy rows."
-    from itertools import combinations
+    "The declared pairs only (never pairs picked by their test scores), every seed, with Holm-corrected p-values over the whole family."
+    from statsmodels.stats.multitest import multipletests
     from audio_latent.retrieval import RESULT_COLUMNS
     rows = []
     for p in pairs:
         if missing := {'a', 'b', 'distances', 'protocol'} - set(p):
             raise ValueError(f"mcnemar pair {p}: missing {sorted(missing)}; give a, b, distances and protocol.")
-        for d in p['distances']: rows += mcnemar_rows(preds, p['a'], p['b'], d, p['protocol'])
-    # best representation of each experiment among those whose per-clip predictions were written
-    have = set(preds.representation[(preds.distance == 'cosine') & (preds.protocol == 'cross-fold')])
-    ranked = results[results.representation.isin(have)]
-    best = seed_summary(ranked).groupby('experiment').head(1).representation.tolist() if len(ranked) else []
-    for a, b in combinations(sorted(best), 2): rows += mcnemar_rows(preds, a, b, 'cosine', 'cross-fold')
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+        for d in p['distances']: rows += mcnemar_rows(preds, p['a'], p['b'], d, p['protocol'], groups, n_boot)
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    p = out[out.metric == 'mcnemar_pvalue']
+    if len(p):   # every test of the table is one family: pairs, distances, seeds and both levels
+        holm = p.assign(metric='mcnemar_pvalue_holm', value=multipletests(p.value.to_numpy(), method='holm')[1])
+        out = pd.concat([out, holm], ignore_index=True)
+    return out
 
 # %% ../nbs/06_report.ipynb #b20161f1
+def bootstrap_groups(reports:str|Path, # a reports folder (its runs/dataset.json names the data)
+                    ) -> dict|None: # stem -> cluster; None when the catalogue cannot be read (intervals then treat clips as independent)
+    "The bootstrap cluster of every clip of the dataset a reports folder was run on (ESC-50: its Freesound recording)."
+    from audio_latent.dataset import load_dataset, CatalogueError
+    from audio_latent.retrieval import catalogue_groups
+    data = recorded_dataset(Path(reports))
+    try: cat = load_dataset(None if data['name'] == 'ESC-50' else data.get('source')).catalogue
+    except (FileNotFoundError, CatalogueError): return None
+    g = catalogue_groups(cat)
+    return None if g is None else dict(zip(cat.stem, g))
+
 def _sections_mcnemar(results:pd.DataFrame) -> list[str]:
     mc = results[results.experiment == 'mcnemar']
     if mc.empty: return []
-    t = mc.pivot_table(index=['representation', 'distance', 'protocol', 'level'], columns='metric', values='value')[MCNEMAR_METRICS]
-    return ["## McNemar tests", "A vs B: a = both right, b = only A right, c = only B right, d = both wrong; "
-            "continuity-corrected chi-squared and its p-value.", _md_table(t)]
+    cols = [m for m in MCNEMAR_METRICS + ['mcnemar_pvalue_holm'] + PAIRED_METRICS if m in set(mc.metric)]
+    t = mc.pivot_table(index=['representation', 'distance', 'protocol', 'level', 'seed'], columns='metric', values='value')[cols]
+    return ["## Declared paired comparisons: McNemar and the paired difference",
+            "Only the pairs declared in `reports/params.yaml` (`report: mcnemar_pairs`), each the question it answers, never a pair "
+            "picked by its test scores; every seed (a learned model's seed *s* against the other's seed *s*, a single-seed side "
+            "against every seed). A vs B: a = both right, b = only A right, c = only B right, d = both wrong; continuity-corrected "
+            "chi-squared and its p-value; `mcnemar_pvalue_holm`: Holm's correction over every test in this table; "
+            "`accuracy_difference` = accuracy(B) - accuracy(A) on the same clips, with its 95% paired cluster-bootstrap interval "
+            "(resampling Freesound recordings).", _md_table(t)]
 
 # %% ../nbs/06_report.ipynb #b706caa6
 def gain_table(results:pd.DataFrame, # tidy rows with `retrieval.GAIN_METRICS` (e.g. the thesis models')
@@ -720,8 +754,8 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     data = recorded_dataset(out); esc50 = data['name'] == 'ESC-50'
     if check: check_outputs(out)   # every file the run facts recorded, unchanged; nothing is written otherwise
     reports_dir(out)
-    mc = mcnemar_results(results.query("experiment != 'mcnemar'"), load_predictions(out),
-                         report_settings(params_file).get('mcnemar_pairs', []) if esc50 else [])   # the fixed pairs are the thesis's
+    mc = mcnemar_results(load_predictions(out), report_settings(params_file).get('mcnemar_pairs', []) if esc50 else [],
+                         bootstrap_groups(out))   # the declared pairs name ESC-50's representations
     if len(mc): write_results(mc, 'mcnemar', out)
     results = load_results(out); runs = load_runs(out)
     labels = {r: str(u).lower() == 'true' for r, u in zip(runs.representation, runs.uses_labels)}
