@@ -22,7 +22,7 @@ from .losses import (LOSSES, make_loss, additive_noise, random_masking, spec_aug
                                  patch_dropout)
 from .retrieval import (l2_normalise, DISTANCES, RESULT_COLUMNS, pairwise_distances, rank_neighbours, cross_fold_neighbours,
                                     evaluate_spaces, inner_fold_score, predictions_from_spaces, linear_probe_scores, PROBE_CODE,
-                                    write_results, write_predictions)
+                                    write_results, write_predictions, write_selection)
 from .experiment import (load_settings, config_from_settings, inner_validation_fold, code_hash, run_id, cached_run,
                                      record_runs, require_tf_threads, run_in_workers)
 
@@ -603,6 +603,7 @@ def run_metric_learning(config:MLConfig, # from `load_config`
     if reports is not False:
         write_results(results, experiment, reports); write_predictions(preds, experiment, reports)
         record_runs(records, experiment, reports)
+        if selections: write_selection(pd.concat(selections, ignore_index=True), 'epochs', experiment, reports)
     return dict(results=results, predictions=preds, records=records, timings=timings, loss=losses,
                 selection=pd.concat(selections, ignore_index=True) if selections else pd.DataFrame(),
                 fold_accuracy=folds_acc)

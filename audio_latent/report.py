@@ -22,8 +22,9 @@ __all__ = ['RECORD_PROFILE', 'RECORD_ENV', 'FACT_COLUMNS', 'BUILD_OWNED', 'REFER
            'package_modules_used', 'notebook_key', 'run_notebooks', 'RecordMismatch', 'track_outputs', 'check_outputs',
            'seal', 'load_results', 'seed_summary', 'separation_tiers', 'plot_summary', 'load_thesis_numbers',
            'mean_over_seeds', 'compare_with_theses', 'thesis_coverage', 'load_predictions', 'seed_pairs',
-           'mcnemar_rows', 'report_settings', 'mcnemar_results', 'bootstrap_groups', 'gain_table', 'run_role',
-           'grid_edge', 'development_notes', 'build_report', 'main']
+           'mcnemar_rows', 'report_settings', 'mcnemar_results', 'bootstrap_groups', 'seed_recording_ci', 'gain_table',
+           'training_extent', 'run_role', 'grid_edge', 'development_notes', 'selection_table', 'plot_selection',
+           'build_report', 'main']
 
 # %% ../nbs/06_report.ipynb #e43d6c16
 class ReportError(Exception):
@@ -609,6 +610,30 @@ def _sections_mcnemar(results:pd.DataFrame) -> list[str]:
             "`accuracy_difference` = accuracy(B) - accuracy(A) on the same clips, with its 95% paired cluster-bootstrap interval "
             "(resampling Freesound recordings).", _md_table(t)]
 
+# %% ../nbs/06_report.ipynb #a54d5870
+def seed_recording_ci(preds:pd.DataFrame, # `load_predictions` (every seed)
+                      groups:dict|None=None, # stem -> bootstrap cluster (None: clips independent)
+                      n_boot:int=2000, seed:int=0,
+                      distance:str='cosine', protocol:str='cross-fold',
+                     )->pd.DataFrame: # representation, n_seeds, accuracy_ci_low, accuracy_ci_high (representations with 2+ seeds)
+    "95% interval of sub-class 1-NN accuracy averaged over seeds, resampling recordings and seeds together."
+    p = preds[(preds.distance == distance) & (preds.protocol == protocol)]
+    rng, rows = np.random.default_rng(seed), []
+    for rep, g in p.groupby('representation', sort=True):
+        if g.seed.nunique() < 2: continue   # one seed: the notebook's cluster bootstrap already is the interval
+        right = (g.predicted == g.target).astype(float)
+        C = g.assign(right=right).pivot_table(index='seed', columns='stem', values='right').dropna(axis=1)   # clips every seed has
+        stems = C.columns.to_numpy(); C = C.to_numpy()
+        cl = pd.factorize(pd.Series(stems).map(groups) if groups else pd.Series(stems))[0]
+        n_s, n_c = C.shape
+        W = rng.multinomial(cl.max() + 1, np.full(cl.max() + 1, 1 / (cl.max() + 1)), size=n_boot)[:, cl]   # recordings drawn, per clip
+        S = rng.multinomial(n_s, np.full(n_s, 1 / n_s), size=n_boot)                                    # seeds drawn
+        acc = (S * (W @ C.T)).sum(1) / (n_s * W.sum(1))
+        lo, hi = np.quantile(acc, [0.025, 0.975])
+        rows.append(dict(representation=rep, n_seeds=n_s, accuracy_ci_low=float(lo), accuracy_ci_high=float(hi)))
+    return pd.DataFrame(rows, columns=['representation', 'n_seeds', 'accuracy_ci_low', 'accuracy_ci_high'])
+
+
 # %% ../nbs/06_report.ipynb #b706caa6
 def gain_table(results:pd.DataFrame, # tidy rows with `retrieval.GAIN_METRICS` (e.g. the thesis models')
               ) -> pd.DataFrame: # one row per experiment and representation: start, trained, gain, intervals, verdict
@@ -616,14 +641,28 @@ def gain_table(results:pd.DataFrame, # tidy rows with `retrieval.GAIN_METRICS` (
     from audio_latent.retrieval import gain_summary
     return gain_summary(results).sort_values(['experiment', 'gain'], ascending=[True, False]).reset_index(drop=True)
 
-def _sections_gain(results:pd.DataFrame) -> list[str]:
+def training_extent(spend:pd.DataFrame, # rows of `reports/training/<experiment>_spend.csv` (representation, budget_steps)
+                    runs:pd.DataFrame, # `experiment.load_runs` (settings JSON with batch_size)
+                    n_train:int, # training clips of a final fold model
+                   )->pd.DataFrame: # representation, steps, epochs
+    "How far each budget-trained model got: its optimiser steps and the epochs they make (steps x batch / training clips)."
+    batch = {r: json.loads(s).get('batch_size') for r, s in zip(runs.representation, runs.settings.astype(str)) if s.startswith('{')}
+    t = spend.groupby('representation').budget_steps.first().rename('steps').reset_index()
+    t['epochs'] = [s * batch[r] / n_train if batch.get(r) else np.nan for r, s in zip(t.representation, t.steps)]
+    return t
+
+def _sections_gain(results:pd.DataFrame, out:Path|None=None, runs:pd.DataFrame|None=None, n_train:int|None=None) -> list[str]:
     t = gain_table(results)
     if t.empty: return []
+    spends = [pd.read_csv(f) for f in sorted((out/'training').glob('*_spend.csv'))] if out is not None else []
+    if spends and runs is not None and n_train:
+        t = t.merge(training_extent(pd.concat(spends), runs, n_train), on='representation', how='left')
     return ["## Trained models against their untrained start",
             "Each seed's model against the encoder it started from (same seed, same inputs, no step taken), on the same queries: "
             "sub-class 1-NN accuracy, cosine, cross-fold; the paired gain's 95% interval resamples Freesound recordings. *helps* only "
             "where every seed's interval is above zero, *hurts* where every one is below; a model *not separated* from its start is not "
-            "evidence that training did anything, whatever its rank above.",
+            "evidence that training did anything, whatever its rank above. `steps`: the optimiser steps each final model took "
+            "at its budget; `epochs`: those steps times the batch over the training clips of a fold model.",
             f"Training helps in {t.training.str.startswith('helps').sum()} of {len(t)} models and hurts in {t.training.str.startswith('hurts').sum()}.",
             _md_table(t.round(4))]
 
@@ -727,6 +766,58 @@ def _sections_spend(out:Path) -> list[str]:
             "(process CPU-seconds, measured when the run was computed; per model and outer fold: mean, min and max over seeds "
             "and folds). Where `measured_over_nominal` differs between models, the budget was equal only nominally.", *parts]
 
+# %% ../nbs/06_report.ipynb #4d1d8159
+def selection_table(sel:pd.DataFrame, # rows of `reports/training/<experiment>_selection.csv` (`retrieval.SELECTION_COLUMNS`)
+                   )->pd.DataFrame: # per representation and outer fold: each candidate's inner MAP@R, the choice, where it lies
+    "The inner validation curve of every outer fold as one row: each candidate's score in grid order ('candidate: score'), the chosen one, and whether it is at an edge."
+    rows = []
+    for (rep, k), g in sel.groupby(['representation', 'outer_fold'], sort=True):
+        grid, best = list(g.candidate), g.candidate[g.chosen.astype(bool)].iloc[0]
+        i = grid.index(best)
+        edge = '' if len(grid) < 2 or 0 < i < len(grid) - 1 else ('smallest' if i == 0 else 'largest')
+        rows.append({'representation': rep, 'parameter': g.parameter.iloc[0], 'outer_fold': int(k), 'inner_fold': int(g.inner_fold.iloc[0]),
+                     'inner_map_at_r': '  '.join(f'{c}: {s:.4f}' for c, s in zip(grid, g.inner_map_at_r)), 'chosen': best, 'at_edge': edge})
+    return pd.DataFrame(rows)
+
+def plot_selection(sel:pd.DataFrame, # as for `selection_table`, one experiment
+                   path:str|Path, title:str='')->Path:
+    "One panel per representation: inner-fold MAP@R against the candidate (grid order), a line per outer fold, its choice circled."
+    from matplotlib.figure import Figure
+    reps = sorted(sel.representation.unique()); n = len(reps); cols = min(n, 5); nrows = -(-n // cols)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * nrows + 0.6))
+    axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).ravel()
+    for ax, rep in zip(axes, reps):
+        g = sel[sel.representation == rep]
+        for k, h in g.groupby('outer_fold', sort=True):
+            x = np.arange(len(h))
+            ax.plot(x, h.inner_map_at_r, marker='.', lw=1, label=f'fold {k}')
+            c = h.chosen.astype(bool).to_numpy()
+            ax.scatter(x[c], h.inner_map_at_r[c], s=60, facecolors='none', edgecolors='k', zorder=3)
+        ax.set_xticks(np.arange(len(g.candidate.unique())), list(dict.fromkeys(g.candidate)), fontsize=7)
+        ax.set_title(rep, fontsize=9); ax.set_xlabel(g.parameter.iloc[0], fontsize=8); ax.tick_params(axis='y', labelsize=7)
+    for ax in axes[n:]: ax.set_visible(False)
+    axes[0].set_ylabel('inner-fold MAP@R', fontsize=8); axes[0].legend(fontsize=6)
+    fig.suptitle(title or 'Inner validation curves (circled: the choice)', fontsize=10); fig.tight_layout(); fig.savefig(path, dpi=110)
+    return Path(path)
+
+def _sections_selection(out:Path) -> list[str]:
+    "Every training-fold selection's inner validation curves, from `reports/training/<experiment>_selection.csv`: a figure and a table per experiment."
+    parts = []
+    for f in sorted((out/'training').glob('*_selection.csv')):
+        sel = pd.read_csv(f, dtype={'candidate': str})
+        if sel.empty: continue
+        exp = f.stem.removesuffix('_selection')
+        fig = plot_selection(sel, out/'figures'/f'selection_{exp}.png', title=f'{exp}: inner validation curves (circled: the choice)')
+        t = selection_table(sel)
+        parts += [f"### `{exp}`", f"![selection {exp}](figures/{fig.name})",
+                  f"{(t.at_edge != '').sum()} of {len(t)} outer folds chose a candidate at an edge of the grid.", _md_table(t)]
+    if not parts: return []
+    return ["## Inner validation curves",
+            "Each outer fold *k* chose its setting by the MAP@R of its models on an inner validation fold (one of its training "
+            "folds, never *k*; the gallery is the four folds other than *k*). A curve still rising (or falling) at an edge of the "
+            "grid says the best value may lie outside it; the summary's `at_grid_edge` counts those folds.", *parts]
+
+
 # %% ../nbs/06_report.ipynb #3b270fb2
 def _sections_data(data:dict) -> list:
     "What the runs were on: the dataset, its fingerprint, and every clip left out (ESC-50 with nothing left out: one line)."
@@ -754,8 +845,9 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     data = recorded_dataset(out); esc50 = data['name'] == 'ESC-50'
     if check: check_outputs(out)   # every file the run facts recorded, unchanged; nothing is written otherwise
     reports_dir(out)
-    mc = mcnemar_results(load_predictions(out), report_settings(params_file).get('mcnemar_pairs', []) if esc50 else [],
-                         bootstrap_groups(out))   # the declared pairs name ESC-50's representations
+    preds, groups = load_predictions(out), bootstrap_groups(out)
+    mc = mcnemar_results(preds, report_settings(params_file).get('mcnemar_pairs', []) if esc50 else [],
+                         groups)   # the declared pairs name ESC-50's representations
     if len(mc): write_results(mc, 'mcnemar', out)
     results = load_results(out); runs = load_runs(out)
     labels = {r: str(u).lower() == 'true' for r, u in zip(runs.representation, runs.uses_labels)}
@@ -764,6 +856,9 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
     role = {r: run_role(sel, n, st, dev.get(f'{e}/{r}', dev.get(r))) for e, r, sel, n, st in
             zip(runs.experiment, runs.representation, runs.selection.astype(str), runs.n_candidates, runs.stand_in.astype(str))}
     summary = seed_summary(results[results.experiment != 'mcnemar'])
+    joint = seed_recording_ci(preds, groups).set_index('representation')
+    for c in ('accuracy_ci_low', 'accuracy_ci_high'):   # learned rows: recordings and seeds resampled together
+        summary[c] = summary.representation.map(joint[c]).fillna(summary[c])
     summary = summary.assign(uses_labels=summary.representation.map(labels).fillna(False).astype(bool),
                              stand_in=summary.representation.map(stand).fillna(''),
                              how_chosen=summary.representation.map(role).fillna(''))
@@ -785,7 +880,7 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
           ("Each clip of fold *k* queries only the clips of the other four folds, so it cannot find a fragment of its own "
            "Freesound recording (which the first thesis's leave-one-out protocol, `loo`, allows). Sub-class 1-NN accuracy "
            "(= precision@1) with cosine distance; learned models: mean over seeds (`accuracy_sd` is the standard deviation "
-           "across seeds, `seeds` each seed's value); interval: 95% cluster bootstrap over Freesound recordings. "
+           "across seeds, `seeds` each seed's value); interval: 95% cluster bootstrap over Freesound recordings, and for rows of several seeds over recordings and seeds together (`seed_recording_ci`, from the per-clip predictions), so seed variance is in it. "
            "The lines are published classifier accuracies, human listeners, and our logistic regression on frozen YAMNet embeddings (same folds), for scale."
            if esc50 else
            "Each clip of fold *k* queries only the clips of the other folds. Sub-class 1-NN accuracy (= precision@1) with cosine "
@@ -808,7 +903,8 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
           "commutes with the mean over patches), so it carries no information `mu` lacks.",
           *_sections_provenance(runs),
           *_sections_spend(out),
-          *_sections_gain(results),
+          *_sections_selection(out),
+          *_sections_gain(results, out, runs, int(data.get('clips', 0)) * (len(data.get('folds', [])) - 1) // max(len(data.get('folds', [])), 1)),
           "## Both protocols",
           "`loo` (the first thesis) lets a query find other fragments of its own recording; `cross-fold` does not, and is "
           "the only fair protocol for models trained on four folds and scored on the fifth. Fitted representations are searched "
@@ -817,7 +913,7 @@ def build_report(reports:str|Path|None=None, # reports folder (default: the proj
           *_sections_mcnemar(results),
           *(_sections_theses(results, runs) if esc50 else
             [f"## The theses", f"The thesis-comparison tables are ESC-50's: this report is on {data['name']}, so it has none."])]
-    figs = sorted(p.name for p in (out/'figures').glob('*.png') if p.name != 'summary_cross_fold.png')
+    figs = sorted(p.name for p in (out/'figures').glob('*.png') if p.name != 'summary_cross_fold.png' and not p.name.startswith('selection_'))
     if figs: md += ["## Figures", *[f"![{f}](figures/{f})" for f in figs]]
     facts = out/'runs'/'run_facts.csv'
     md += ["## Run facts"]

@@ -11,13 +11,13 @@ from scipy.spatial.distance import cdist
 from .features import standardise_on
 
 # %% auto #0
-__all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'GAIN_METRICS', 'PROBE_CODE', 'l2_normalise',
-           'kulsinski_distances', 'pairwise_distances', 'protocol_mask', 'rank_neighbours', 'nearest_neighbours',
-           'foldwise_distances', 'cross_fold_neighbours', 'rank_allowed', 'ranking_metrics', 'level_labels',
-           'catalogue_levels', 'catalogue_groups', 'bootstrap_accuracy_ci', 'evaluate_distances', 'evaluate_spaces',
-           'evaluate_representation', 'inner_fold_score', 'paired_difference_ci', 'random_distances', 'write_results',
-           'write_predictions', 'predictions_from_spaces', 'paired_gain_rows', 'gain_verdict', 'gain_summary',
-           'mcnemar_test', 'linear_probe_scores']
+__all__ = ['DISTANCES', 'PROTOCOLS', 'RESULT_COLUMNS', 'LEVELS', 'SELECTION_COLUMNS', 'GAIN_METRICS', 'PROBE_CODE',
+           'l2_normalise', 'kulsinski_distances', 'pairwise_distances', 'protocol_mask', 'rank_neighbours',
+           'nearest_neighbours', 'foldwise_distances', 'cross_fold_neighbours', 'rank_allowed', 'ranking_metrics',
+           'level_labels', 'catalogue_levels', 'catalogue_groups', 'bootstrap_accuracy_ci', 'evaluate_distances',
+           'evaluate_spaces', 'evaluate_representation', 'inner_fold_score', 'paired_difference_ci', 'random_distances',
+           'write_results', 'write_predictions', 'write_selection', 'predictions_from_spaces', 'paired_gain_rows',
+           'gain_verdict', 'gain_summary', 'mcnemar_test', 'linear_probe_scores']
 
 # %% ../nbs/02_retrieval.ipynb #a27ff4eb
 def l2_normalise(X:np.ndarray, # vectors on the last axis, one per row
@@ -351,6 +351,24 @@ def write_predictions(df:pd.DataFrame, # columns: representation, run, seed, dis
     df = df[need].sort_values(['representation', 'seed', 'distance', 'protocol', 'stem'], kind='stable')
     df.to_csv(path/f'{experiment}.csv', index=False, lineterminator='\n')
     return path/f'{experiment}.csv'
+
+SELECTION_COLUMNS = ['representation', 'parameter', 'candidate', 'outer_fold', 'inner_fold', 'inner_map_at_r', 'chosen']
+
+def write_selection(df:pd.DataFrame, # one row per representation, outer fold and candidate: representation, outer_fold, inner_fold, inner_map_at_r, chosen, and the `parameter` column
+                    parameter:str, # the column of `df` holding the candidate values (e.g. 'epochs', 'learning_rate')
+                    experiment:str, reports:str|Path|None=None) -> Path:
+    "Inner validation scores of every candidate of a training-fold selection: reports/training/<experiment>_selection.csv (the report draws them)."
+    from audio_latent.data import reports_dir
+    need = {'representation', 'outer_fold', 'inner_fold', 'inner_map_at_r', 'chosen', parameter}
+    if missing := need - set(df.columns): raise ValueError(f"Selection rows of {experiment} lack columns {sorted(missing)}.")
+    if not df.groupby(['representation', 'outer_fold']).chosen.sum().eq(1).all():
+        raise ValueError(f"Selection rows of {experiment}: every representation and outer fold needs exactly one chosen candidate.")
+    out = df.assign(parameter=parameter, candidate=df[parameter].map(lambda v: f'{v:g}' if isinstance(v, float) else str(v)),
+                    inner_map_at_r=df.inner_map_at_r.astype(float).round(6), chosen=df.chosen.astype(bool))
+    out = out[SELECTION_COLUMNS].sort_values(['representation', 'outer_fold'], kind='stable')   # candidates keep their grid order
+    path = reports_dir(reports)/'training'; path.mkdir(exist_ok=True)
+    out.to_csv(path/f'{experiment}_selection.csv', index=False, float_format='%.6f', lineterminator='\n')
+    return path/f'{experiment}_selection.csv'
 
 def predictions_from_spaces(spaces:dict|np.ndarray, # as for `evaluate_spaces`
                             catalogue:pd.DataFrame, representation:str, run:str, seed:int=0,

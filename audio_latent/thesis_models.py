@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .losses import make_loss
 from .retrieval import (RESULT_COLUMNS, GAIN_METRICS, evaluate_spaces, inner_fold_score, predictions_from_spaces, paired_gain_rows, gain_summary, write_results,
-                                    write_predictions)
+                                    write_predictions, write_selection)
 from .experiment import (load_settings, config_from_settings, inner_validation_fold, code_hash, cached_run, record_runs, spend_summary,
                                      set_tf_threads, require_tf_threads, run_in_workers)
 from . import metric_learning as ml
@@ -442,11 +442,13 @@ def run_thesis_models(config:ThesisModelsConfig, # from `load_config`
         from audio_latent.data import reports_dir, atomic_write
         write_results(results, experiment, reports); write_predictions(preds, experiment, reports)
         record_runs(records, experiment, reports)
+        if selections: write_selection(pd.concat(selections, ignore_index=True), 'learning_rate', experiment, reports)
         if len(curves):
             path = reports_dir(reports)/'training'/f'{experiment}.csv'; path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda p: curves.to_csv(p, index=False, float_format='%.6f', lineterminator='\n'))
         path = reports_dir(reports)/'training'/f'{experiment}_spend.csv'; path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda p: spend.to_csv(p, index=False, float_format='%.4f', lineterminator='\n'))
+        spend_out = spend.assign(learning_rate=spend.learning_rate.map('{:g}'.format))   # 1e-06 would print as 0.0000
+        atomic_write(path, lambda p: spend_out.to_csv(p, index=False, float_format='%.4f', lineterminator='\n'))
     return dict(results=results, predictions=preds, records=records, curves=curves, spend=spend, timings=timings,
                 selection=pd.concat(selections, ignore_index=True) if selections else pd.DataFrame())
 

@@ -372,7 +372,7 @@ def run_key(settings:dict, train_stems:list) -> str:
 # %% ../nbs/04_vae.ipynb #b3e8b5da
 from .experiment import (load_settings, config_from_settings, inner_validation_fold, code_hash, run_id, cached_run, record_runs,
                                      require_tf_threads, run_in_workers)
-from .retrieval import evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results, RESULT_COLUMNS
+from .retrieval import evaluate_spaces, inner_fold_score, predictions_from_spaces, write_results, write_selection, RESULT_COLUMNS
 
 # %% ../nbs/04_vae.ipynb #282361af
 from dataclasses import dataclass
@@ -595,7 +595,7 @@ def patch_track(cfg:VAEConfig, catalogue:pd.DataFrame, # settings and clips
     for k in outer:
         sel = select_epochs(S, catalogue, s, k, cfg.epoch_candidates, code, cfg.selection_seed, progress)
         selections[k] = sel; histories.append(sel['history'].assign(representation=rep, seed=cfg.selection_seed, fold=k, stage='selection'))
-        selection_rows += [dict(outer_fold=k, validation_fold=sel['validation_fold'], epochs=e, map_at_r=sc,
+        selection_rows += [dict(representation=rep, outer_fold=k, validation_fold=sel['validation_fold'], epochs=e, map_at_r=sc,
                                 chosen=e == sel['chosen']) for e, sc in sel['scores'].items()]
         if progress: print(f"outer fold {k}: inner MAP@R {sel['scores']} -> {sel['chosen']} epochs", flush=True)
     chosen = {k: selections[k]['chosen'] for k in outer}
@@ -720,6 +720,8 @@ def run_vae_experiment(cfg:VAEConfig, # typed settings
     results, predictions = evaluate_vae_spaces(reps, catalogue, cfg.n_boot)
     write_results(results, 'vae', out_dir); write_predictions(predictions, 'vae', out_dir)
     record_runs(records, 'vae', out_dir)
+    if selection_rows: write_selection(pd.DataFrame(selection_rows).rename(columns={'validation_fold': 'inner_fold', 'map_at_r': 'inner_map_at_r'}),
+                                       'epochs', 'vae', out_dir)
     training = pd.concat(histories, ignore_index=True)[['representation', 'seed', 'stage', 'fold', 'epoch', 'split', 'beta', 'total', 'recon', 'kl', 'seconds']]
     (out_dir/'training').mkdir(parents=True, exist_ok=True)
     training.to_csv(out_dir/'training'/'vae.csv', index=False, float_format='%.6f', lineterminator='\n')

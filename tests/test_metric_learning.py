@@ -54,6 +54,9 @@ def test_notebook_tiny_profile_on_real_clips(tiny_reports):
     assert ts.value.between(0, 1).all()
     assert ((df.metric == 'classifier_accuracy') & (df.distance == 'logreg')).sum() == 1
     preds = pd.read_csv(reports/'predictions'/'metric_learning.csv')
-    assert set(preds[preds.representation == 'head/proxy'].seed) == {0}
+    assert set(preds[preds.representation == 'head/proxy'].seed) == {0, 1, 2}   # every seed (the paired tests pair them)
+    sel = pd.read_csv(reports/'training'/'metric_learning_selection.csv', dtype={'candidate': str})
+    assert {'head/proxy', 'proxy/tcnn', 'contrastive/tcnn'} <= set(sel.representation) and set(sel.parameter) == {'epochs'}
+    assert sel.groupby(['representation', 'outer_fold']).chosen.sum().eq(1).all() and sel.inner_map_at_r.between(0, 1).all()
     for fig in ('metric_learning_accuracy.png', 'metric_learning_folds.png', 'metric_learning_triplet_scores.png'):
         assert_figure(reports/'figures'/fig)

@@ -61,5 +61,7 @@ def test_vae_tiny_profile(tiny_reports):
     assert cost.width.tolist() == [0.03125] and (cost.step_seconds > 0).all() and (cost.parameters > 0).all()
     assert_figure(reports/'figures'/'vae_thesis_scale.png')
     pred = pd.read_csv(reports/'predictions'/'vae.csv')
-    assert set(pred.seed) == {0} and set(pred.run) <= set(runs.run)  # per-clip predictions of seed 0
-    assert len(pred) == len(reps) * 2 * 2 * 20  # representations x distances x protocols x 20 queries (folds 1 and 2)
+    assert set(zip(pred.representation, pred.seed)) == set(zip(pairs.representation, pairs.seed)) and set(pred.run) <= set(runs.run)  # every seed
+    assert len(pred) == len(pairs) * 2 * 2 * 20  # (representation, seed) x distances x protocols x 20 queries (folds 1 and 2)
+    sel = pd.read_csv(reports/'training'/'vae_selection.csv', dtype={'candidate': str})   # the epoch selection's inner curves
+    assert set(sel.representation) == {'vae/patch/128'} and sel.groupby('outer_fold').chosen.sum().eq(1).all()
