@@ -624,7 +624,7 @@ def seed_recording_ci(preds:pd.DataFrame, # `load_predictions` (every seed)
         right = (g.predicted == g.target).astype(float)
         C = g.assign(right=right).pivot_table(index='seed', columns='stem', values='right').dropna(axis=1)   # clips every seed has
         stems = C.columns.to_numpy(); C = C.to_numpy()
-        cl = pd.factorize(pd.Series(stems).map(groups) if groups else pd.Series(stems))[0]
+        cl = pd.factorize(pd.Series([groups.get(s, s) for s in stems] if groups else stems))[0]   # a clip without a group is its own
         n_s, n_c = C.shape
         W = rng.multinomial(cl.max() + 1, np.full(cl.max() + 1, 1 / (cl.max() + 1)), size=n_boot)[:, cl]   # recordings drawn, per clip
         S = rng.multinomial(n_s, np.full(n_s, 1 / n_s), size=n_boot)                                    # seeds drawn
