@@ -625,7 +625,7 @@ def seed_recording_ci(preds:pd.DataFrame, # `load_predictions` (every seed)
         C = g.assign(right=right).pivot_table(index='seed', columns='stem', values='right').dropna(axis=1)   # clips every seed has
         stems = C.columns.to_numpy(); C = C.to_numpy()
         cl = pd.factorize(pd.Series([groups.get(s, s) for s in stems] if groups else stems))[0]   # a clip without a group is its own
-        n_s, n_c = C.shape
+        n_s = len(C)
         W = rng.multinomial(cl.max() + 1, np.full(cl.max() + 1, 1 / (cl.max() + 1)), size=n_boot)[:, cl]   # recordings drawn, per clip
         S = rng.multinomial(n_s, np.full(n_s, 1 / n_s), size=n_boot)                                    # seeds drawn
         acc = (S * (W @ C.T)).sum(1) / (n_s * W.sum(1))
@@ -780,7 +780,8 @@ def selection_table(sel:pd.DataFrame, # rows of `reports/training/<experiment>_s
     return pd.DataFrame(rows)
 
 def plot_selection(sel:pd.DataFrame, # as for `selection_table`, one experiment
-                   path:str|Path, title:str='')->Path:
+                   path:str|Path, name:str='', # the experiment, named in the title
+                  )->Path:
     "One panel per representation: inner-fold MAP@R against the candidate (grid order), a line per outer fold, its choice circled."
     from matplotlib.figure import Figure
     reps = sorted(sel.representation.unique()); n = len(reps); cols = min(n, 5); nrows = -(-n // cols)
@@ -797,7 +798,7 @@ def plot_selection(sel:pd.DataFrame, # as for `selection_table`, one experiment
         ax.set_title(rep, fontsize=9); ax.set_xlabel(g.parameter.iloc[0], fontsize=8); ax.tick_params(axis='y', labelsize=7)
     for ax in axes[n:]: ax.set_visible(False)
     axes[0].set_ylabel('inner-fold MAP@R', fontsize=8); axes[0].legend(fontsize=6)
-    fig.suptitle(title or 'Inner validation curves (circled: the choice)', fontsize=10); fig.tight_layout(); fig.savefig(path, dpi=110)
+    fig.suptitle(f"{name + ': ' if name else ''}inner validation curves (circled: the choice)", fontsize=10); fig.tight_layout(); fig.savefig(path, dpi=110)
     return Path(path)
 
 def _sections_selection(out:Path) -> list[str]:
@@ -807,7 +808,7 @@ def _sections_selection(out:Path) -> list[str]:
         sel = pd.read_csv(f, dtype={'candidate': str})
         if sel.empty: continue
         exp = f.stem.removesuffix('_selection')
-        fig = plot_selection(sel, out/'figures'/f'selection_{exp}.png', title=f'{exp}: inner validation curves (circled: the choice)')
+        fig = plot_selection(sel, out/'figures'/f'selection_{exp}.png', exp)
         t = selection_table(sel)
         parts += [f"### `{exp}`", f"![selection {exp}](figures/{fig.name})",
                   f"{(t.at_edge != '').sum()} of {len(t)} outer folds chose a candidate at an edge of the grid.", _md_table(t)]
